@@ -1,0 +1,79 @@
+import TensorCore
+
+/// The clipped PPO surrogate loss of the actor, with the per-token terms a reader
+/// wants to see.
+public struct ActorLossResult<T: FloatScalar>: Sendable {
+    /// The masked token-mean of the per-token loss. Shape [].
+    public var loss: T
+    /// ratio_t = exp((logπ_t - logπ_old,t) · m_t). Shape [B, M].
+    public var ratios: Tensor<T>
+    /// max(-A·ratio, -A·clip(ratio, 1-ε, 1+ε)), before masking. Shape [B, M].
+    public var tokenLosses: Tensor<T>
+    /// How many tokens the mask keeps (the mean's denominator).
+    public var tokenCount: Int
+}
+
+/// PPO's clipped policy loss, DeepSpeed-Chat's way: a token-mean over the mask.
+///
+/// ```
+/// ratio_t        = exp((log_probs_t - old_log_probs_t) · m_t)
+/// clippedRatio_t = clamp(ratio_t, 1 - ε, 1 + ε)
+/// loss_t         = max(-A_t · ratio_t, -A_t · clippedRatio_t)
+/// loss           = Σ_{b,t} loss_t · m_t / Σ_{b,t} m_t
+/// ```
+///
+/// Shapes: `logProbs`, `oldLogProbs`, `advantages` [B, M] float, `mask` [B, M]
+/// int64 -> `loss` []. In the PPO step, M = N - start: the answer part.
+///
+/// The mean runs over every kept token of the whole batch (token-mean), not per
+/// sequence first. Masked positions get ratio exp(0) = 1, because the log-ratio is
+/// multiplied by the mask before `exp`, and are then left out of the sum. The
+/// `max` of the two negated terms is the pessimistic bound: for A > 0 the loss
+/// stops rewarding a ratio above 1 + ε, for A < 0 a ratio below 1 - ε.
+///
+/// Matches DeepSpeed-Chat `dschat/rlhf/ppo_trainer.py :: actor_loss_fn`.
+///
+/// - Throws: ``StageError`` for shapes that do not agree, a mask that is not 0/1
+///   or selects no element (the mean would be 0/0), NaN in an input, or a
+///   negative `cliprange`.
+public func actorLoss<T: FloatScalar>(
+    logProbs: Tensor<T>,
+    oldLogProbs: Tensor<T>,
+    advantages: Tensor<T>,
+    mask: Tensor<Int64>,
+    cliprange: Double
+) throws(StageError) -> ActorLossResult<T> {
+    let check = InputCheck(stage: "actor_loss")
+    try check.rank(logProbs, "log_probs", is: 2, legend: "[B, M]")
+    try check.shape(oldLogProbs, "old_log_probs", equals: logProbs.shape, sameAs: "same as log_probs")
+    try check.shape(advantages, "advantages", equals: logProbs.shape, sameAs: "same as log_probs")
+    try check.shape(mask, "mask", equals: logProbs.shape, sameAs: "same as log_probs")
+    try check.binaryMask(mask, "mask")
+    try check.nonNegative("cliprange", cliprange)
+    try check.noNaN(logProbs, "log_probs")
+    try check.noNaN(oldLogProbs, "old_log_probs")
+    try check.noNaN(advantages, "advantages")
+
+    // 1 - ε and 1 + ε are formed in Double, as Python does before `torch.clamp`.
+    let lowerBound = T(1.0 - cliprange), upperBound = T(1.0 + cliprange)
+    var ratios = Tensor<T>(shape: logProbs.shape, repeating: 0)
+    var tokenLosses = Tensor<T>(shape: logProbs.shape, repeating: 0)
+    for i in 0..<logProbs.count {
+        let logRatio = (logProbs.scalars[i] - oldLogProbs.scalars[i]) * T(mask.scalars[i])
+        let ratio = T.exp(logRatio)
+        let clippedRatio = min(max(ratio, lowerBound), upperBound)
+        let advantage = advantages.scalars[i]
+        let unclippedLoss = -advantage * ratio
+        let clippedLoss = -advantage * clippedRatio
+        ratios.scalars[i] = ratio
+        tokenLosses.scalars[i] = max(unclippedLoss, clippedLoss)
+    }
+    let (sum, count) = maskedSum(tokenLosses.scalars, mask: mask.scalars)
+    guard count > 0 else {
+        throw StageError(.emptyMask, stage: check.stage, argument: "mask",
+                         "the mask \(describe(shape: mask.shape)) selects no token; the token-mean would be 0/0")
+    }
+    let loss = sum / T(count)
+    try check.noNaNInResult(Tensor(scalar: loss), "loss")
+    return ActorLossResult(loss: loss, ratios: ratios, tokenLosses: tokenLosses, tokenCount: count)
+}

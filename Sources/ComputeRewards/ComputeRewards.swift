@@ -1,0 +1,85 @@
+import TensorCore
+
+/// The per-token rewards of PPO: a KL penalty on every token, plus the reward
+/// model's clipped score on one token per row.
+///
+/// ```
+/// start   = prompt_length - 1
+/// n[b]    = Σ_{t >= start} action_mask[b, t]            (answer tokens of row b)
+/// end[b]  = start + n[b] + 1
+/// rewards[b, t] = -kl_ctl * (log_probs[b, t] - ref_log_probs[b, t])     for every t
+/// rewards[b, min(end[b], N) - 1] += clamp(reward_score[b], -clip_reward_value, clip_reward_value)
+/// ```
+///
+/// Shapes: `logProbs`, `refLogProbs` [B, N] float, `rewardScore` [B] float,
+/// `actionMask` [B, N] int64 (= `attention_mask[:, 1:]`) -> `rewards` [B, N].
+///
+/// Where the score lands: at `start + n`, one position past the last answer token.
+/// In log-prob coordinates position t scores token t + 1, so `start + n` is the
+/// action whose target is the first pad (the end-of-sequence token when pad ==
+/// eos), outside the answer mask. A row that runs to full length has no such
+/// position; the slice `rewards[b, start:end[b]]` stops at N, and the score lands
+/// on the last position, N - 1. The KL term stays on every position, prompt and
+/// padding included: masking happens later, in the losses.
+///
+/// Matches DeepSpeed-Chat `dschat/rlhf/ppo_trainer.py :: DeepSpeedPPOTrainer.compute_rewards`
+/// (`rewards[j, start:ends[j]][-1] += reward_clip[j]`). align-anything and OpenRLHF
+/// put the score on the last answer token instead (see the chapter on it).
+///
+/// - Throws: ``StageError`` for shapes that do not agree, a mask that is not 0/1,
+///   NaN in a float input, `promptLength` outside `[1, N]` (no answer position), a
+///   negative `clipRewardValue`, or a NaN result (infinite log-probs).
+public func computeRewards<T: FloatScalar>(
+    logProbs: Tensor<T>,
+    refLogProbs: Tensor<T>,
+    rewardScore: Tensor<T>,
+    actionMask: Tensor<Int64>,
+    promptLength: Int,
+    klCtl: Double,
+    clipRewardValue: Double
+) throws(StageError) -> Tensor<T> {
+    let check = InputCheck(stage: "compute_rewards")
+    try check.rank(logProbs, "log_probs", is: 2, legend: "[B, N]")
+    let batchSize = logProbs.shape[0], positions = logProbs.shape[1]
+    try check.shape(refLogProbs, "ref_log_probs", equals: logProbs.shape, sameAs: "same as log_probs")
+    try check.shape(rewardScore, "reward_score", equals: [batchSize], sameAs: "[B] from log_probs \(describe(shape: logProbs.shape))")
+    try check.shape(actionMask, "action_mask", equals: logProbs.shape, sameAs: "same as log_probs")
+    try check.binaryMask(actionMask, "action_mask")
+    try check.parameter("prompt_length", promptLength, in: 1..<(positions + 1),
+                        "start = prompt_length - 1 must be an answer position in [0, N) with N = \(positions)")
+    try check.finite("kl_ctl", klCtl)
+    try check.nonNegative("clip_reward_value", clipRewardValue)
+    try check.noNaN(logProbs, "log_probs")
+    try check.noNaN(refLogProbs, "ref_log_probs")
+    try check.noNaN(rewardScore, "reward_score")
+
+    let start = promptLength - 1
+    // -kl_ctl is formed first, in Double, as Python does with `-self.kl_ctl * (...)`.
+    let negativeKLCoefficient = T(-klCtl)
+    let clipBound = T(clipRewardValue)
+    var rewards = Tensor<T>(shape: logProbs.shape, repeating: 0)
+    for row in 0..<batchSize {
+        for t in 0..<positions {
+            rewards[row, t] = negativeKLCoefficient * (logProbs[row, t] - refLogProbs[row, t])
+        }
+        let answerLength = (start..<positions).reduce(0) { $0 + Int(actionMask[row, $1]) }
+        let end = start + answerLength + 1
+        let scorePosition = min(end, positions) - 1
+        let clippedScore = min(max(rewardScore.scalars[row], -clipBound), clipBound)
+        rewards[row, scorePosition] += clippedScore
+    }
+    try check.noNaNInResult(rewards, "rewards")
+    return rewards
+}
+
+/// Where `computeRewards` puts each row's score: `min(start + n, N - 1)`.
+///
+/// Shapes: `actionMask` [B, N] int64 -> one position per row. Exposed so a reader
+/// (and the PPO step) can show and reuse the exact index.
+public func scorePositions(actionMask: Tensor<Int64>, start: Int) -> [Int] {
+    let batchSize = actionMask.shape[0], positions = actionMask.shape[1]
+    return (0..<batchSize).map { row in
+        let answerLength = (start..<positions).reduce(0) { $0 + Int(actionMask[row, $1]) }
+        return min(start + answerLength + 1, positions) - 1
+    }
+}

@@ -1,0 +1,102 @@
+import TensorCore
+
+/// align-anything's DPO loss and the metrics it reports.
+public struct DPOLossResult<T: FloatScalar>: Sendable {
+    /// mean_i -log σ(β · (h_w,i - h_l,i)). Shape [].
+    public var loss: T
+    /// better_sample_reward + worse_sample_reward. Shape [B].
+    public var reward: Tensor<T>
+    /// β · h_w: the implicit reward of the preferred answer. Shape [B].
+    public var betterSampleReward: Tensor<T>
+    /// β · h_l: the implicit reward of the dispreferred answer. Shape [B].
+    public var worseSampleReward: Tensor<T>
+    /// The fraction of pairs with better_sample_reward > worse_sample_reward
+    /// (strictly: a tie counts as wrong). Shape [].
+    public var rewardAccuracy: T
+    /// better_sample_reward - worse_sample_reward. Shape [B].
+    public var rewardMargin: Tensor<T>
+    /// Each pair's loss. Shape [B]; for a reader.
+    public var pairLosses: Tensor<T>
+}
+
+/// Direct preference optimization: the preference loss with the policy's own
+/// log-ratio to the reference as the implicit reward.
+///
+/// ```
+/// S(x)  = Σ_t x[t]                               (sequence log-prob; pads are 0)
+/// h_w   = S(better_log_probs) - S(ref_better_log_probs)
+/// h_l   = S(worse_log_probs)  - S(ref_worse_log_probs)
+/// loss  = mean_i -log σ(β · (h_w,i - h_l,i))
+/// better_sample_reward = β · h_w,   worse_sample_reward = β · h_l
+/// reward = better + worse,          reward_margin = better - worse
+/// reward_accuracy = mean_i [better_sample_reward_i > worse_sample_reward_i]
+/// ```
+///
+/// Shapes: the four inputs [B, T] float, per-token log-probs of each answer,
+/// zero-padded on the right -> `loss` [], `reward`, `better_sample_reward`,
+/// `worse_sample_reward`, `reward_margin` [B], `reward_accuracy` [].
+///
+/// Sums, not means, over tokens: the padding zeros add nothing. The loss is a
+/// mean over pairs. No reward model appears: β · log(π/π_ref) plays its part.
+/// When the policy equals the reference, every h is 0 and the loss is ln 2.
+///
+/// Matches align-anything `trainers/text_to_text/dpo.py :: DPOTrainer.loss`
+/// (`scale_coeff` is β). Its `compute_log_probs`, which builds the per-token
+/// inputs, scores only the last R - 1 answer tokens; that window is the caller's.
+///
+/// - Throws: ``StageError`` for shapes that do not agree or NaN in an input.
+public func dpoLoss<T: FloatScalar>(
+    betterLogProbs: Tensor<T>,
+    worseLogProbs: Tensor<T>,
+    refBetterLogProbs: Tensor<T>,
+    refWorseLogProbs: Tensor<T>,
+    beta: Double
+) throws(StageError) -> DPOLossResult<T> {
+    let check = InputCheck(stage: "dpo_loss")
+    try check.rank(betterLogProbs, "better_log_probs", is: 2, legend: "[B, T]")
+    let batchSize = betterLogProbs.shape[0]
+    try check.rank(worseLogProbs, "worse_log_probs", is: 2, legend: "[B, T]")
+    try check.shape(worseLogProbs, "worse_log_probs", equals: [batchSize, worseLogProbs.shape[1]],
+                    sameAs: "[B, T] with B = \(batchSize) from better_log_probs \(describe(shape: betterLogProbs.shape))")
+    try check.shape(refBetterLogProbs, "ref_better_log_probs", equals: betterLogProbs.shape, sameAs: "same as better_log_probs")
+    try check.shape(refWorseLogProbs, "ref_worse_log_probs", equals: worseLogProbs.shape, sameAs: "same as worse_log_probs")
+    guard batchSize > 0 else {
+        throw StageError(.shapeMismatch, stage: check.stage, argument: "better_log_probs",
+                         "expected at least one pair, got shape \(describe(shape: betterLogProbs.shape))")
+    }
+    try check.finite("beta", beta)
+    try check.noNaN(betterLogProbs, "better_log_probs")
+    try check.noNaN(worseLogProbs, "worse_log_probs")
+    try check.noNaN(refBetterLogProbs, "ref_better_log_probs")
+    try check.noNaN(refWorseLogProbs, "ref_worse_log_probs")
+
+    /// S(x) for one row: the sum of its per-token log-probs, accumulated in Double.
+    func sequenceLogProb(_ x: Tensor<T>, _ row: Int) -> T {
+        T(x.row(row).reduce(0.0) { $0 + Double($1) })
+    }
+
+    let scale = T(beta)
+    var betterRewards = [T](), worseRewards = [T](), pairLosses = [T]()
+    var lossSum = 0.0
+    for row in 0..<batchSize {
+        let betterLogRatio = sequenceLogProb(betterLogProbs, row) - sequenceLogProb(refBetterLogProbs, row)
+        let worseLogRatio = sequenceLogProb(worseLogProbs, row) - sequenceLogProb(refWorseLogProbs, row)
+        let pairLoss = -logSigmoid(scale * (betterLogRatio - worseLogRatio))
+        pairLosses.append(pairLoss)
+        lossSum += Double(pairLoss)
+        betterRewards.append(scale * betterLogRatio)
+        worseRewards.append(scale * worseLogRatio)
+    }
+    let correct = (0..<batchSize).filter { betterRewards[$0] > worseRewards[$0] }.count
+    let result = DPOLossResult(
+        loss: T(lossSum) / T(batchSize),
+        reward: Tensor.make([batchSize], (0..<batchSize).map { betterRewards[$0] + worseRewards[$0] }),
+        betterSampleReward: Tensor.make([batchSize], betterRewards),
+        worseSampleReward: Tensor.make([batchSize], worseRewards),
+        rewardAccuracy: T(correct) / T(batchSize),
+        rewardMargin: Tensor.make([batchSize], (0..<batchSize).map { betterRewards[$0] - worseRewards[$0] }),
+        pairLosses: Tensor.make([batchSize], pairLosses)
+    )
+    try check.noNaNInResult(Tensor(scalar: result.loss), "loss")
+    return result
+}

@@ -1,0 +1,50 @@
+import TensorCore
+
+/// The log-probability the model gives each label: `log_softmax(logits)[label]`.
+///
+/// ```
+/// log_probs[b, t] = log softmax(logits[b, t, :])[labels[b, t]]
+///                 = (logits[b, t, y] - m) - log Σ_v exp(logits[b, t, v] - m),
+///   y = labels[b, t],  m = max_v logits[b, t, v]
+/// ```
+///
+/// Shapes: `logits` [B, T, V] float, `labels` [B, T] int64 -> `log_probs` [B, T].
+/// Nothing is masked; every position is scored.
+///
+/// In RLHF the caller does the one-token shift: `logits[:, :-1]` against
+/// `input_ids[:, 1:]`, because the logits at position t predict token t + 1. The
+/// result then has N = L - 1 positions and the answer starts at
+/// `start = prompt_length - 1`.
+///
+/// Matches DeepSpeed-Chat `dschat/rlhf/ppo_trainer.py :: gather_log_probs`
+/// (`F.log_softmax` then `gather`) and align-anything
+/// `utils/tools.py :: gather_log_probabilities`.
+///
+/// - Throws: ``StageError`` for shapes that do not agree, a label outside
+///   `[0, V)`, NaN in `logits`, or a row whose log-softmax is NaN (all `-inf`).
+public func gatherLogProbs<T: FloatScalar>(logits: Tensor<T>, labels: Tensor<Int64>) throws(StageError) -> Tensor<T> {
+    let check = InputCheck(stage: "gather_log_probs")
+    try check.rank(logits, "logits", is: 3, legend: "[B, T, V]")
+    let batchSize = logits.shape[0], length = logits.shape[1], vocabularySize = logits.shape[2]
+    try check.shape(labels, "labels", equals: [batchSize, length], sameAs: "[B, T] from logits \(describe(shape: logits.shape))")
+    if batchSize * length > 0 {
+        try check.parameter("V", vocabularySize, in: 1..<Int.max, "the vocabulary axis of logits cannot be empty")
+    }
+    try check.labels(labels, "labels", vocabularySize: vocabularySize)
+    try check.noNaN(logits, "logits")
+
+    var logProbs = [T](repeating: 0, count: batchSize * length)
+    for position in 0..<(batchSize * length) {
+        let rowStart = position * vocabularySize
+        let row = logits.scalars[rowStart..<(rowStart + vocabularySize)]
+        let (maximum, logSumShifted) = logSumExpParts(row)
+        let label = Int(labels.scalars[position])
+        // Same order as PyTorch: (x - max) - log Σ exp(x - max). Forming
+        // x - (max + log Σ) instead rounds max + log Σ first, which for logits of
+        // 1e6 in float32 (ulp 0.0625) loses the small log Σ term.
+        logProbs[position] = (logits.scalars[rowStart + label] - maximum) - logSumShifted
+    }
+    let result = Tensor.make([batchSize, length], logProbs)
+    try check.noNaNInResult(result, "log_probs")
+    return result
+}

@@ -1,0 +1,188 @@
+import TensorCore
+import GatherLogProbs
+import PairwiseRewardLoss
+import ComputeRewards
+import GAE
+import ActorLoss
+import CriticLoss
+import DPOLoss
+import PPOStep
+
+/// The stages of format `rlhf-golden-v1`, with the outputs each one produces.
+public let stageOutputs: [String: [String]] = [
+    "gather_log_probs": ["log_probs"],
+    "reward_pairwise_loss": ["loss", "chosen_mean_scores", "rejected_mean_scores"],
+    "reward_end_scores": ["end_scores"],
+    "compute_rewards": ["rewards"],
+    "gae": ["advantages", "returns"],
+    "actor_loss": ["loss"],
+    "critic_loss": ["loss"],
+    "dpo_loss": ["loss", "reward", "better_sample_reward", "worse_sample_reward", "reward_accuracy", "reward_margin"],
+    "ppo_losses": ["rewards", "old_values", "advantages", "returns", "actor_loss", "critic_loss"],
+]
+
+/// Runs a fixture's stage on its inputs, in the precision of its float inputs, and
+/// returns the outputs by their fixture names.
+///
+/// - Throws: ``FixtureProblem`` when the fixture cannot be run (unknown stage, a
+///   missing input or param); ``StageError`` when the stage rejects the input.
+public func runStage(_ fixture: Fixture) throws -> [String: FixtureTensor] {
+    guard stageOutputs[fixture.stage] != nil else {
+        throw FixtureProblem(field: "stage", "unknown stage \"\(fixture.stage)\"; known: \(stageOutputs.keys.sorted().joined(separator: ", "))")
+    }
+    // Compute in float64 if any float input is float64 (PyTorch's type promotion),
+    // else in float32.
+    let floatDTypes = fixture.inputs.values.filter(\.isFloat).map(\.dtype)
+    if floatDTypes.contains(.float32) && !floatDTypes.contains(.float64) {
+        return try run(fixture, reader: InputReader<Float>(fixture: fixture))
+    }
+    return try run(fixture, reader: InputReader<Double>(fixture: fixture))
+}
+
+private func run<T: FloatScalar>(_ fixture: Fixture, reader r: InputReader<T>) throws -> [String: FixtureTensor] {
+    switch fixture.stage {
+    case "gather_log_probs":
+        let logProbs = try gatherLogProbs(logits: r.float("logits"), labels: r.ids("labels"))
+        return ["log_probs": FixtureTensor(logProbs)]
+
+    case "reward_pairwise_loss":
+        let result = try pairwiseRewardLoss(inputIds: r.ids("input_ids"), rewards: r.float("rewards"),
+                                            padId: Int64(r.int("pad_id")),
+                                            numPaddingAtBeginning: r.int("num_padding_at_beginning"))
+        return ["loss": FixtureTensor(scalar: result.loss),
+                "chosen_mean_scores": FixtureTensor(result.chosenMeanScores),
+                "rejected_mean_scores": FixtureTensor(result.rejectedMeanScores)]
+
+    case "reward_end_scores":
+        let endScores = try rewardEndScores(inputIds: r.ids("input_ids"), values: r.float("values"),
+                                            padId: Int64(r.int("pad_id")), promptLength: r.int("prompt_length"))
+        return ["end_scores": FixtureTensor(endScores)]
+
+    case "compute_rewards":
+        let rewards = try computeRewards(logProbs: r.float("log_probs"), refLogProbs: r.float("ref_log_probs"),
+                                         rewardScore: r.float("reward_score"), actionMask: r.mask("action_mask"),
+                                         promptLength: r.int("prompt_length"), klCtl: r.real("kl_ctl"),
+                                         clipRewardValue: r.real("clip_reward_value"))
+        return ["rewards": FixtureTensor(rewards)]
+
+    case "gae":
+        let result = try gae(values: r.float("values"), rewards: r.float("rewards"), start: r.int("start"),
+                             gamma: r.real("gamma"), lambda: r.real("lambda"))
+        return ["advantages": FixtureTensor(result.advantages), "returns": FixtureTensor(result.returns)]
+
+    case "actor_loss":
+        let result = try actorLoss(logProbs: r.float("log_probs"), oldLogProbs: r.float("old_log_probs"),
+                                   advantages: r.float("advantages"), mask: r.mask("mask"),
+                                   cliprange: r.real("cliprange"))
+        return ["loss": FixtureTensor(scalar: result.loss)]
+
+    case "critic_loss":
+        let result = try criticLoss(values: r.float("values"), oldValues: r.float("old_values"),
+                                    returns: r.float("returns"), mask: r.mask("mask"),
+                                    cliprangeValue: r.real("cliprange_value"))
+        return ["loss": FixtureTensor(scalar: result.loss)]
+
+    case "dpo_loss":
+        let result = try dpoLoss(betterLogProbs: r.float("better_log_probs"), worseLogProbs: r.float("worse_log_probs"),
+                                 refBetterLogProbs: r.float("ref_better_log_probs"),
+                                 refWorseLogProbs: r.float("ref_worse_log_probs"), beta: r.real("beta"))
+        return ["loss": FixtureTensor(scalar: result.loss),
+                "reward": FixtureTensor(result.reward),
+                "better_sample_reward": FixtureTensor(result.betterSampleReward),
+                "worse_sample_reward": FixtureTensor(result.worseSampleReward),
+                "reward_accuracy": FixtureTensor(scalar: result.rewardAccuracy),
+                "reward_margin": FixtureTensor(result.rewardMargin)]
+
+    case "ppo_losses":
+        let result = try ppoLosses(
+            attentionMask: r.mask("attention_mask"), logProbs: r.float("log_probs"),
+            refLogProbs: r.float("ref_log_probs"), values: r.float("values"),
+            newLogProbs: r.float("new_log_probs"), newValues: r.float("new_values"),
+            rewardScore: r.float("reward_score"), promptLength: r.int("prompt_length"),
+            klCtl: r.real("kl_ctl"), clipRewardValue: r.real("clip_reward_value"),
+            cliprange: r.real("cliprange"), cliprangeValue: r.real("cliprange_value"),
+            gamma: r.real("gamma"), lambda: r.real("lambda"))
+        return ["rewards": FixtureTensor(result.rewards), "old_values": FixtureTensor(result.oldValues),
+                "advantages": FixtureTensor(result.advantages), "returns": FixtureTensor(result.returns),
+                "actor_loss": FixtureTensor(scalar: result.actor.loss),
+                "critic_loss": FixtureTensor(scalar: result.critic.loss)]
+
+    default:
+        throw FixtureProblem(field: "stage", "unknown stage \"\(fixture.stage)\"")
+    }
+}
+
+/// Turns a fixture's named inputs and params into the typed arguments of a stage.
+private struct InputReader<T: FloatScalar> {
+    let fixture: Fixture
+
+    func tensor(_ name: String) throws(FixtureProblem) -> FixtureTensor {
+        guard let tensor = fixture.inputs[name] else {
+            throw FixtureProblem(field: "inputs.\(name)", "missing input for stage \(fixture.stage)")
+        }
+        return tensor
+    }
+
+    /// A float input in the stage's precision (int64 data are promoted, as PyTorch would).
+    func float(_ name: String) throws -> Tensor<T> {
+        switch try tensor(name) {
+        case .float64(let t): return t.converted(to: T.self)
+        case .float32(let t): return t.converted(to: T.self)
+        case .int64(let t): return Tensor.make(t.shape, t.scalars.map { T($0) })
+        case .bool:
+            throw StageError(.wrongDType, stage: fixture.stage, argument: name, "expected a float tensor, got bool")
+        }
+    }
+
+    /// Token ids or labels: int64 only.
+    func ids(_ name: String) throws -> Tensor<Int64> {
+        let input = try tensor(name)
+        guard case .int64(let t) = input else {
+            throw StageError(.wrongDType, stage: fixture.stage, argument: name, "token ids and labels are int64, got \(input.dtype.rawValue)")
+        }
+        return t
+    }
+
+    /// A 0/1 mask: int64 or bool (float 0/1 is accepted too).
+    func mask(_ name: String) throws -> Tensor<Int64> {
+        switch try tensor(name) {
+        case .int64(let t): return t
+        case .bool(let t): return Tensor.make(t.shape, t.scalars.map { $0 ? 1 : 0 })
+        case .float64(let t): return try floatMask(t, name)
+        case .float32(let t): return try floatMask(t.converted(to: Double.self), name)
+        }
+    }
+
+    private func floatMask(_ t: Tensor<Double>, _ name: String) throws -> Tensor<Int64> {
+        if let bad = t.scalars.firstIndex(where: { $0 != 0 && $0 != 1 }) {
+            throw StageError(.invalidMask, stage: fixture.stage, argument: name,
+                             "masks hold 0/1, got \(t.scalars[bad]) at index \(describe(shape: t.index(ofFlat: bad)))")
+        }
+        return Tensor.make(t.shape, t.scalars.map { Int64($0) })
+    }
+
+    func param(_ name: String) throws(FixtureProblem) -> String {
+        guard let value = fixture.params[name] else {
+            throw FixtureProblem(field: "params.\(name)", "missing param for stage \(fixture.stage)")
+        }
+        guard case .number(let text) = value else {
+            throw FixtureProblem(field: "params.\(name)", "expected a number, got \(value.kindName)")
+        }
+        return text
+    }
+
+    /// A whole-number param (`start`, `prompt_length`, `pad_id`, ...).
+    func int(_ name: String) throws(FixtureProblem) -> Int {
+        let text = try param(name)
+        if let n = Int(text) { return n }
+        if let d = Double(text), d == d.rounded(), abs(d) < 1e15 { return Int(d) }
+        throw FixtureProblem(field: "params.\(name)", "expected a whole number, got \(text)")
+    }
+
+    /// A real param (`gamma`, `beta`, `cliprange`, ...), kept in Double as Python keeps it.
+    func real(_ name: String) throws(FixtureProblem) -> Double {
+        let text = try param(name)
+        guard let x = Double(text) else { throw FixtureProblem(field: "params.\(name)", "expected a number, got \(text)") }
+        return x
+    }
+}

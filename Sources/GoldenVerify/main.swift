@@ -1,0 +1,67 @@
+// golden-verify [PATH ...]
+//
+// Runs every golden fixture (format rlhf-golden-v1) under the given files and
+// directories (default: GoldenData), prints one row per fixture, then
+// `N passed, N failed` alone on the last line. Exits 1 if anything failed.
+//
+// A workshop attendee points it at a directory their own PyTorch code wrote:
+//   swift run -c release golden-verify path/to/my-fixtures
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Golden
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+if arguments.contains("-h") || arguments.contains("--help") {
+    print("""
+    usage: golden-verify [--failures-only] [PATH ...]
+
+    Runs every fixture (*.json, format rlhf-golden-v1) under the PATHs (files or
+    directories; default GoldenData), one row per fixture, and ends with
+    'N passed, N failed'. Exits 1 if any fixture failed or none was found.
+    """)
+    exit(0)
+}
+let failuresOnly = arguments.contains("--failures-only")
+let paths = arguments.filter { !$0.hasPrefix("--") }
+let roots = paths.isEmpty ? ["GoldenData"] : paths
+
+let (files, missing) = fixtureFiles(under: roots)
+var passed = 0, failed = 0
+
+func pad(_ text: String, _ width: Int) -> String {
+    text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
+}
+
+for path in missing {
+    print("FAIL  \(path): no such file or directory")
+    failed += 1
+}
+
+print(pad("", 6) + pad("stage", 22) + pad("fixture", 36) + pad("compared", 30) + "max abs err")
+for file in files {
+    let outcome = verifyFile(atPath: file)
+    if outcome.passed { passed += 1 } else { failed += 1 }
+    if failuresOnly && outcome.passed { continue }
+    let status = outcome.passed ? "pass" : "FAIL"
+    let compared = outcome.compared.joined(separator: ",")
+    var row = pad(status, 6) + pad(outcome.stage, 22) + pad(outcome.name, 36)
+    if outcome.compared == ["expect_error"] {
+        row += pad("expect_error", 30) + (outcome.passed ? "threw: " : "") + outcome.message
+        print(row)
+    } else {
+        row += pad(compared.isEmpty ? "-" : compared, 30) + (outcome.largestError.map(formatError) ?? "-")
+        print(row)
+        if !outcome.passed {
+            print("      \(outcome.message)")
+        }
+    }
+}
+if files.isEmpty {
+    print("no fixture files found under \(roots.joined(separator: ", "))")
+}
+print("\(passed) passed, \(failed) failed")
+exit(failed == 0 && !files.isEmpty ? 0 : 1)

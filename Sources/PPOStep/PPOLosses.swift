@@ -1,0 +1,164 @@
+import TensorCore
+import ComputeRewards
+import GAE
+import ActorLoss
+import CriticLoss
+
+/// Every tensor one DeepSpeed-Chat PPO step computes, from rewards to losses.
+public struct PPOLossesResult<T: FloatScalar>: Sendable {
+    /// start = prompt_length - 1: the first answer position in log-prob coordinates.
+    public var start: Int
+    /// attention_mask[:, 1:]. Shape [B, N].
+    public var actionMask: Tensor<Int64>
+    /// ends[b] = start + Σ_{t >= start} action_mask[b, t] + 1. Shape [B].
+    public var ends: [Int]
+    /// compute_rewards, then zeroed from each row's end on. Shape [B, N].
+    public var rewards: Tensor<T>
+    /// The critic's values at rollout time, zeroed from each row's end on. Shape [B, N].
+    public var oldValues: Tensor<T>
+    /// GAE from `start`. Shape [B, N - start].
+    public var advantages: Tensor<T>
+    /// advantages + old_values[:, start:]. Shape [B, N - start].
+    public var returns: Tensor<T>
+    /// The actor loss with its per-token terms.
+    public var actor: ActorLossResult<T>
+    /// The critic loss with its per-token terms.
+    public var critic: CriticLossResult<T>
+}
+
+/// One PPO step's losses as DeepSpeed-Chat's `train_rlhf` computes them, with the
+/// two model forwards replaced by given tensors.
+///
+/// ```
+/// start       = prompt_length - 1
+/// action_mask = attention_mask[:, 1:]
+/// rewards     = compute_rewards(log_probs, ref_log_probs, reward_score, action_mask)
+/// ends[b]     = start + Σ_{t >= start} action_mask[b, t] + 1
+/// rewards[b, ends[b]:] = 0,   old_values[b, ends[b]:] = 0       (old_values = values)
+/// advantages, returns = gae(old_values, rewards, start, γ, λ)
+/// actor_loss  = actor_loss(new_log_probs[:, start:], log_probs[:, start:], advantages, action_mask[:, start:])
+/// critic_loss = critic_loss(new_values[:, start:], old_values[:, start:], returns, action_mask[:, start:])
+/// ```
+///
+/// Shapes: `attentionMask` [B, L] int64; `logProbs`, `refLogProbs`, `values`,
+/// `newLogProbs`, `newValues` [B, N] float with N = L - 1; `rewardScore` [B] ->
+/// `rewards`, `old_values` [B, N]; `advantages`, `returns` [B, N - start];
+/// `actor_loss`, `critic_loss` [].
+///
+/// The zeroing starts at `ends[b]`, one past the position where the score landed,
+/// so that position's reward and value survive (DeepSpeedExamples PR #672 points
+/// at this). The losses then mask it out: `action_mask[:, start:]` is 0 there for
+/// a padded answer. `values` are the critic's outputs already cut to N
+/// (`values[:, :-1]` in DeepSpeed-Chat's `generate_experience`).
+///
+/// Matches DeepSpeed-Chat `dschat/rlhf/ppo_trainer.py :: DeepSpeedPPOTrainer.train_rlhf`.
+///
+/// - Throws: ``StageError`` for shapes that do not agree, a mask that is not 0/1,
+///   NaN in an input, a `promptLength` outside `[1, L)`, or an answer mask that
+///   selects no token.
+public func ppoLosses<T: FloatScalar>(
+    attentionMask: Tensor<Int64>,
+    logProbs: Tensor<T>,
+    refLogProbs: Tensor<T>,
+    values: Tensor<T>,
+    newLogProbs: Tensor<T>,
+    newValues: Tensor<T>,
+    rewardScore: Tensor<T>,
+    promptLength: Int,
+    klCtl: Double,
+    clipRewardValue: Double,
+    cliprange: Double,
+    cliprangeValue: Double,
+    gamma: Double,
+    lambda: Double
+) throws(StageError) -> PPOLossesResult<T> {
+    let check = InputCheck(stage: "ppo_losses")
+    try check.rank(attentionMask, "attention_mask", is: 2, legend: "[B, L]")
+    let batchSize = attentionMask.shape[0], length = attentionMask.shape[1]
+    let positions = length - 1
+    guard positions >= 1 else {
+        throw StageError(.shapeMismatch, stage: check.stage, argument: "attention_mask",
+                         "expected L >= 2 tokens (N = L - 1 >= 1 log-prob positions), got shape \(describe(shape: attentionMask.shape))")
+    }
+    let logProbShape = [batchSize, positions]
+    let source = "[B, N] = [B, L - 1] from attention_mask \(describe(shape: attentionMask.shape))"
+    try check.shape(logProbs, "log_probs", equals: logProbShape, sameAs: source)
+    try check.shape(refLogProbs, "ref_log_probs", equals: logProbShape, sameAs: source)
+    try check.shape(values, "values", equals: logProbShape, sameAs: source)
+    try check.shape(newLogProbs, "new_log_probs", equals: logProbShape, sameAs: source)
+    try check.shape(newValues, "new_values", equals: logProbShape, sameAs: source)
+    try check.shape(rewardScore, "reward_score", equals: [batchSize], sameAs: "[B] from attention_mask \(describe(shape: attentionMask.shape))")
+    try check.binaryMask(attentionMask, "attention_mask")
+    try check.parameter("prompt_length", promptLength, in: 1..<length,
+                        "start = prompt_length - 1 must be an answer position in [0, N) with L = \(length)")
+    for (name, tensor) in [("log_probs", logProbs), ("ref_log_probs", refLogProbs), ("values", values),
+                           ("new_log_probs", newLogProbs), ("new_values", newValues), ("reward_score", rewardScore)] {
+        try check.noNaN(tensor, name)
+    }
+
+    let start = promptLength - 1
+    let width = positions - start
+    // action_mask = attention_mask[:, 1:]: position t of a log-prob scores token t + 1.
+    var actionMask = Tensor<Int64>(shape: logProbShape, repeating: 0)
+    for row in 0..<batchSize {
+        for t in 0..<positions {
+            actionMask[row, t] = attentionMask[row, t + 1]
+        }
+    }
+    var answerMask = Tensor<Int64>(shape: [batchSize, width], repeating: 0)
+    for row in 0..<batchSize {
+        for t in start..<positions {
+            answerMask[row, t - start] = actionMask[row, t]
+        }
+    }
+    guard answerMask.scalars.contains(1) else {
+        throw StageError(.emptyMask, stage: check.stage, argument: "attention_mask",
+                         "attention_mask[:, 1:][:, \(start):] selects no answer token; the losses' token-mean would be 0/0")
+    }
+
+    var rewards: Tensor<T>
+    do {
+        rewards = try computeRewards(logProbs: logProbs, refLogProbs: refLogProbs, rewardScore: rewardScore,
+                                     actionMask: actionMask, promptLength: promptLength, klCtl: klCtl,
+                                     clipRewardValue: clipRewardValue)
+    } catch {
+        throw StageError(error.kind, stage: check.stage, argument: error.argument, "in compute_rewards: \(error.detail)")
+    }
+
+    // Zero rewards and values from each row's end on (the end itself is one past
+    // the score position, so the score survives).
+    var oldValues = values
+    var ends = [Int]()
+    for row in 0..<batchSize {
+        let answerLength = (start..<positions).reduce(0) { $0 + Int(actionMask[row, $1]) }
+        let end = start + answerLength + 1
+        ends.append(end)
+        for t in min(end, positions)..<positions {
+            rewards[row, t] = 0
+            oldValues[row, t] = 0
+        }
+    }
+
+    func answerPart(_ x: Tensor<T>) -> Tensor<T> {
+        var part = Tensor<T>(shape: [batchSize, width], repeating: 0)
+        for row in 0..<batchSize {
+            for t in start..<positions {
+                part[row, t - start] = x[row, t]
+            }
+        }
+        return part
+    }
+
+    do {
+        let estimate = try gae(values: oldValues, rewards: rewards, start: start, gamma: gamma, lambda: lambda)
+        let actor = try actorLoss(logProbs: answerPart(newLogProbs), oldLogProbs: answerPart(logProbs),
+                                  advantages: estimate.advantages, mask: answerMask, cliprange: cliprange)
+        let critic = try criticLoss(values: answerPart(newValues), oldValues: answerPart(oldValues),
+                                    returns: estimate.returns, mask: answerMask, cliprangeValue: cliprangeValue)
+        return PPOLossesResult(start: start, actionMask: actionMask, ends: ends, rewards: rewards,
+                               oldValues: oldValues, advantages: estimate.advantages, returns: estimate.returns,
+                               actor: actor, critic: critic)
+    } catch {
+        throw StageError(error.kind, stage: check.stage, argument: error.argument, "in \(error.stage): \(error.detail)")
+    }
+}

@@ -1,0 +1,48 @@
+// The float types a stage can compute in, and the few libm functions the stages
+// need, kept in this one file so the dependency on the C math library is visible.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// `Double` (float64 fixtures) or `Float` (float32 fixtures).
+///
+/// A stage is written once over `FloatScalar` and runs in the precision of its
+/// inputs, as PyTorch does: a float32 fixture is computed in `Float`, a float64
+/// fixture in `Double`.
+public protocol FloatScalar: BinaryFloatingPoint, Sendable, LosslessStringConvertible {
+    /// e^x.
+    static func exp(_ x: Self) -> Self
+    /// The natural logarithm.
+    static func log(_ x: Self) -> Self
+    /// log(1 + x), exact for small x.
+    static func log1p(_ x: Self) -> Self
+    /// The fixture dtype name: "float64" or "float32".
+    static var dtypeName: String { get }
+}
+
+extension Double: FloatScalar {
+    @inlinable public static func exp(_ x: Double) -> Double { libmExp(x) }
+    @inlinable public static func log(_ x: Double) -> Double { libmLog(x) }
+    @inlinable public static func log1p(_ x: Double) -> Double { libmLog1p(x) }
+    public static var dtypeName: String { "float64" }
+}
+
+extension Float: FloatScalar {
+    @inlinable public static func exp(_ x: Float) -> Float { libmExpf(x) }
+    @inlinable public static func log(_ x: Float) -> Float { libmLogf(x) }
+    @inlinable public static func log1p(_ x: Float) -> Float { libmLog1pf(x) }
+    public static var dtypeName: String { "float32" }
+}
+
+// The C functions under names that do not collide with the protocol requirements.
+@usableFromInline func libmExp(_ x: Double) -> Double { exp(x) }
+@usableFromInline func libmLog(_ x: Double) -> Double { log(x) }
+@usableFromInline func libmLog1p(_ x: Double) -> Double { log1p(x) }
+@usableFromInline func libmExpf(_ x: Float) -> Float { expf(x) }
+@usableFromInline func libmLogf(_ x: Float) -> Float { logf(x) }
+@usableFromInline func libmLog1pf(_ x: Float) -> Float { log1pf(x) }

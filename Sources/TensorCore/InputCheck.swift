@@ -1,0 +1,101 @@
+/// The input checks every stage runs before it computes anything.
+///
+/// Each check throws a ``StageError`` that names the stage, the argument and the
+/// shapes or values at fault, so a bad input never reaches the math (no trap, no
+/// silent NaN).
+///
+/// ```
+/// let check = InputCheck(stage: "gae")
+/// try check.rank(values, "values", is: 2, legend: "[B, N]")
+/// try check.shape(rewards, "rewards", equals: values.shape, sameAs: "values")
+/// try check.noNaN(values, "values")
+/// ```
+public struct InputCheck: Sendable {
+    /// The fixture stage name the errors carry.
+    public let stage: String
+
+    public init(stage: String) {
+        self.stage = stage
+    }
+
+    /// Throws unless `tensor` has `rank` axes; `legend` spells them out, e.g. `"[B, T, V]"`.
+    public func rank<S>(_ tensor: Tensor<S>, _ argument: String, is rank: Int, legend: String) throws(StageError) {
+        guard tensor.rank == rank else {
+            throw StageError(.shapeMismatch, stage: stage, argument: argument,
+                             "expected rank \(rank) \(legend), got shape \(describe(shape: tensor.shape))")
+        }
+    }
+
+    /// Throws unless `tensor` has exactly `expected` as its shape.
+    ///
+    /// `sameAs` says where the expected shape comes from, e.g. `"values"` or
+    /// `"[B] from log_probs"`.
+    public func shape<S>(_ tensor: Tensor<S>, _ argument: String, equals expected: [Int], sameAs source: String) throws(StageError) {
+        guard tensor.shape == expected else {
+            throw StageError(.shapeMismatch, stage: stage, argument: argument,
+                             "expected shape \(describe(shape: expected)) (\(source)), got \(describe(shape: tensor.shape))")
+        }
+    }
+
+    /// Throws at the first NaN in `tensor`, naming its index.
+    ///
+    /// A NaN in a masked slot is rejected too: multiplying by a 0 mask does not
+    /// remove a NaN (NaN * 0 = NaN), so accepting it would only hide the problem.
+    public func noNaN<T: FloatScalar>(_ tensor: Tensor<T>, _ argument: String) throws(StageError) {
+        for flat in 0..<tensor.count where tensor.scalars[flat].isNaN {
+            throw StageError(.notANumber, stage: stage, argument: argument,
+                             "NaN at index \(describe(shape: tensor.index(ofFlat: flat))) of shape \(describe(shape: tensor.shape))")
+        }
+    }
+
+    /// Throws at the first element of `mask` that is neither 0 nor 1.
+    public func binaryMask(_ mask: Tensor<Int64>, _ argument: String) throws(StageError) {
+        for flat in 0..<mask.count where mask.scalars[flat] != 0 && mask.scalars[flat] != 1 {
+            throw StageError(.invalidMask, stage: stage, argument: argument,
+                             "masks hold 0/1, got \(mask.scalars[flat]) at index \(describe(shape: mask.index(ofFlat: flat)))")
+        }
+    }
+
+    /// Throws at the first label outside `[0, vocabularySize)`.
+    public func labels(_ labels: Tensor<Int64>, _ argument: String, vocabularySize: Int) throws(StageError) {
+        for flat in 0..<labels.count where labels.scalars[flat] < 0 || labels.scalars[flat] >= Int64(vocabularySize) {
+            throw StageError(.labelOutOfRange, stage: stage, argument: argument,
+                             "label \(labels.scalars[flat]) at index \(describe(shape: labels.index(ofFlat: flat))) is outside [0, V) = [0, \(vocabularySize))")
+        }
+    }
+
+    /// Throws unless `value` lies in `range`; `meaning` explains the range.
+    public func parameter(_ argument: String, _ value: Int, in range: Range<Int>, _ meaning: String) throws(StageError) {
+        guard range.contains(value) else {
+            throw StageError(.parameterOutOfRange, stage: stage, argument: argument,
+                             "\(argument) = \(value) must be in [\(range.lowerBound), \(range.upperBound)): \(meaning)")
+        }
+    }
+
+    /// Throws unless `value` is finite and at least zero (clip ranges, coefficients).
+    public func nonNegative(_ argument: String, _ value: Double) throws(StageError) {
+        guard value.isFinite, value >= 0 else {
+            throw StageError(.parameterOutOfRange, stage: stage, argument: argument,
+                             "\(argument) = \(value) must be finite and >= 0")
+        }
+    }
+
+    /// Throws unless `value` is finite (discounts, coefficients that may be any sign).
+    public func finite(_ argument: String, _ value: Double) throws(StageError) {
+        guard value.isFinite else {
+            throw StageError(.parameterOutOfRange, stage: stage, argument: argument,
+                             "\(argument) = \(value) must be finite")
+        }
+    }
+
+    /// Throws if a computed output holds a NaN although every input was NaN-free.
+    ///
+    /// PyTorch would return that NaN silently (e.g. `inf - inf` from two infinite
+    /// log-probs); we name the output and the index instead.
+    public func noNaNInResult<T: FloatScalar>(_ tensor: Tensor<T>, _ output: String) throws(StageError) {
+        for flat in 0..<tensor.count where tensor.scalars[flat].isNaN {
+            throw StageError(.nonFiniteResult, stage: stage, argument: output,
+                             "the result is NaN at index \(describe(shape: tensor.index(ofFlat: flat))) (infinite inputs?)")
+        }
+    }
+}

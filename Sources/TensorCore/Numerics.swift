@@ -1,0 +1,59 @@
+// The few numerically careful helpers the stages share.
+
+/// log Σ_v exp(x_v) over one row, and the row's maximum.
+///
+/// ```
+/// m = max_v x_v
+/// logSumExp = log Σ_v exp(x_v - m)        (the result is m + logSumExp)
+/// ```
+///
+/// Returned as the pair `(maximum, logSumShifted)` so a caller can form
+/// `(x - maximum) - logSumShifted` in the same order PyTorch's `log_softmax` does.
+///
+/// Why subtract the max: exp(x) overflows to inf for x > 88.7 in float32 (709.8 in
+/// float64), so exp(1e4) / Σ exp is inf / inf = NaN. After the shift every
+/// exponent is <= 0, the largest term is exactly 1, and nothing overflows.
+///
+/// The sum of exponentials is accumulated in `Double` even for `Float` rows, so a
+/// row of 50k terms stays within a few ulps of PyTorch's cascade summation.
+@inlinable
+public func logSumExpParts<T: FloatScalar>(_ row: ArraySlice<T>) -> (maximum: T, logSumShifted: T) {
+    var maximum = -T.infinity
+    for x in row where x > maximum {
+        maximum = x
+    }
+    var sumOfExp = 0.0
+    for x in row {
+        sumOfExp += Double(T.exp(x - maximum))
+    }
+    return (maximum, T.log(T(sumOfExp)))
+}
+
+/// log σ(x) = log(1 / (1 + e^-x)), finite for every finite x.
+///
+/// ```
+/// logSigmoid(x) = min(x, 0) - log1p(exp(-|x|))
+/// ```
+///
+/// Why not log(sigmoid(x)): for x = -800, sigmoid underflows to 0 and log gives
+/// -inf (float32 already at x < -88). This form never exponentiates a positive
+/// number, so it returns -800 there. It is PyTorch's `F.logsigmoid` formula.
+@inlinable
+public func logSigmoid<T: FloatScalar>(_ x: T) -> T {
+    min(x, 0) - T.log1p(T.exp(-abs(x)))
+}
+
+/// Σ values[i] * mask[i] over the elements the 0/1 mask keeps, and how many it keeps.
+///
+/// Masked-out elements are skipped, not multiplied by zero. The sum is accumulated
+/// in `Double` and rounded once to `T`.
+@inlinable
+public func maskedSum<T: FloatScalar>(_ values: [T], mask: [Int64]) -> (sum: T, count: Int) {
+    var sum = 0.0
+    var count = 0
+    for i in values.indices where mask[i] != 0 {
+        sum += Double(values[i])
+        count += 1
+    }
+    return (T(sum), count)
+}

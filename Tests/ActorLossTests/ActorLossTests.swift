@@ -1,0 +1,85 @@
+import Foundation
+import Testing
+import TensorCore
+import TestSupport
+@testable import ActorLoss
+
+@Suite("actor_loss")
+struct ActorLossTests {
+    @Test("every golden fixture passes")
+    func golden() {
+        expectGoldenFixturesPass(stage: "actor_loss")
+    }
+
+    @Test("the clip truth table, ε = 0.2 (pitfalls test 18)")
+    func clipTruthTable() throws {
+        // (ratio, advantage, per-token loss)
+        let cases: [(ratio: Double, advantage: Double, loss: Double)] = [
+            (1.5, +1, -1.2),  // A > 0, ratio above 1 + ε: clipped, no extra credit
+            (1.5, -1, +1.5),  // A < 0, ratio above 1 + ε: unclipped, the larger loss
+            (0.5, +1, -0.5),  // A > 0, ratio below 1 - ε: unclipped
+            (0.5, -1, +0.8),  // A < 0, ratio below 1 - ε: clipped
+            (1.1, +1, -1.1),  // inside the range: -A · ratio
+            (0.9, -1, +0.9),
+        ]
+        for c in cases {
+            let result = try actorLoss(logProbs: matrix([[log(c.ratio)]]), oldLogProbs: matrix([[0]]),
+                                       advantages: matrix([[c.advantage]]), mask: intMatrix([[1]]), cliprange: 0.2)
+            expectClose(result.loss, c.loss, "ratio \(c.ratio), A \(c.advantage)")
+        }
+    }
+
+    @Test("inside the clip range the loss is -mean(A · ratio); at ratio 1 it is -mean(A)")
+    func insideClipRange() throws {
+        var rng = SplitMix64(seed: 5)
+        let count = 12
+        let advantages = rng.uniform(count: count, -2, 2)
+        let logRatios = rng.uniform(count: count, -0.15, 0.15)  // ratios within [0.86, 1.17]
+        let oldLogProbs = rng.uniform(count: count, -4, -1)
+        let logProbs = (0..<count).map { oldLogProbs[$0] + logRatios[$0] }
+        let mask = Tensor<Int64>(shape: [3, 4], repeating: 1)
+        let result = try actorLoss(logProbs: Tensor.make([3, 4], logProbs), oldLogProbs: Tensor.make([3, 4], oldLogProbs),
+                                   advantages: Tensor.make([3, 4], advantages), mask: mask, cliprange: 0.2)
+        let expected = -(0..<count).reduce(0.0) { $0 + advantages[$1] * exp(logRatios[$1]) } / Double(count)
+        expectClose(result.loss, expected, "loss inside the clip range")
+
+        let atOne = try actorLoss(logProbs: Tensor.make([3, 4], oldLogProbs), oldLogProbs: Tensor.make([3, 4], oldLogProbs),
+                                  advantages: Tensor.make([3, 4], advantages), mask: mask, cliprange: 0.2)
+        expectClose(atOne.loss, -advantages.reduce(0, +) / Double(count), "loss at ratio 1")
+    }
+
+    @Test("masked tokens count nowhere: not in the sum, not in the count")
+    func masking() throws {
+        // Token-mean over the whole batch: (1 + 2 + 3) / 3, the masked 1000 ignored.
+        let result = try actorLoss(logProbs: matrix([[0, 0], [0, 5]]), oldLogProbs: matrix([[0, 0], [0, -5]]),
+                                   advantages: matrix([[-1, -2], [-3, 1000]]), mask: intMatrix([[1, 1], [1, 0]]),
+                                   cliprange: 0.2)
+        expectClose(result.loss, 2, "loss")
+        // The masked position's log-ratio is multiplied by 0 before exp: ratio 1.
+        #expect(result.ratios[1, 1] == 1)
+        #expect(result.tokenCount == 3)
+    }
+
+    @Test("bad input throws a typed error")
+    func errors() throws {
+        let x = Tensor<Double>(shape: [2, 3], repeating: 0)
+        let ones = Tensor<Int64>(shape: [2, 3], repeating: 1)
+        expectStageError(.emptyMask, argument: "mask") {
+            try actorLoss(logProbs: x, oldLogProbs: x, advantages: x, mask: Tensor(shape: [2, 3], repeating: 0), cliprange: 0.2)
+        }
+        expectStageError(.invalidMask, argument: "mask") {
+            try actorLoss(logProbs: x, oldLogProbs: x, advantages: x, mask: intMatrix([[1, 1, 2], [1, 1, 1]]), cliprange: 0.2)
+        }
+        expectStageError(.shapeMismatch, argument: "advantages") {
+            try actorLoss(logProbs: x, oldLogProbs: x, advantages: Tensor(shape: [2, 2], repeating: 0), mask: ones, cliprange: 0.2)
+        }
+        // A NaN in a masked slot is still an error: NaN · 0 is NaN.
+        expectStageError(.notANumber, argument: "old_log_probs") {
+            try actorLoss(logProbs: x, oldLogProbs: matrix([[0, 0, .nan], [0, 0, 0]]), advantages: x,
+                          mask: intMatrix([[1, 1, 0], [1, 1, 1]]), cliprange: 0.2)
+        }
+        expectStageError(.parameterOutOfRange, argument: "cliprange") {
+            try actorLoss(logProbs: x, oldLogProbs: x, advantages: x, mask: ones, cliprange: -0.2)
+        }
+    }
+}

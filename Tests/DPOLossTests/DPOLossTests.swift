@@ -1,0 +1,79 @@
+import Foundation
+import Testing
+import TensorCore
+import TestSupport
+@testable import DPOLoss
+
+@Suite("dpo_loss")
+struct DPOLossTests {
+    @Test("every golden fixture passes")
+    func golden() {
+        expectGoldenFixturesPass(stage: "dpo_loss")
+    }
+
+    @Test("one pair by hand (pitfalls test 10): loss softplus(-0.21) = 0.593650")
+    func onePair() throws {
+        // β = 0.1, π_c = -2.0, ref_c = -2.1, π_r = -5.0, ref_r = -3.0, split over
+        // tokens and zero-padded: the sums are what count.
+        let result = try dpoLoss(betterLogProbs: matrix([[-1.5, -0.5, 0]]), worseLogProbs: matrix([[-2, -2, -1]]),
+                                 refBetterLogProbs: matrix([[-1, -1.1, 0]]), refWorseLogProbs: matrix([[-1, -1, -1]]),
+                                 beta: 0.1)
+        // h_w = 0.1, h_l = -2, β·(h_w - h_l) = 0.21
+        expectClose(result.loss, log(1 + exp(-0.21)), "loss")
+        expectClose(result.loss, 0.593650, abs: 5e-7, rel: 0, "loss, the pitfalls' 6 digits")
+        expectClose(result.betterSampleReward, [0.01], "better_sample_reward")
+        expectClose(result.worseSampleReward, [-0.2], "worse_sample_reward")
+        expectClose(result.rewardMargin, [0.21], "reward_margin (β applied once)")
+        expectClose(result.reward, [-0.19], "reward")
+        expectClose(result.rewardAccuracy, 1, "reward_accuracy")
+    }
+
+    @Test("policy = reference gives ln 2 for every pair and accuracy 0 (ties are wrong)")
+    func policyEqualsReference() throws {
+        var rng = SplitMix64(seed: 13)
+        let better = Tensor.make([4, 6], rng.uniform(count: 24, -3, 0))
+        let worse = Tensor.make([4, 6], rng.uniform(count: 24, -3, 0))
+        let result = try dpoLoss(betterLogProbs: better, worseLogProbs: worse, refBetterLogProbs: better,
+                                 refWorseLogProbs: worse, beta: 0.1)
+        expectClose(result.loss, log(2.0), "loss")
+        expectClose(result.pairLosses, [Double](repeating: log(2.0), count: 4), "pair losses")
+        expectClose(result.rewardAccuracy, 0, "reward_accuracy")
+    }
+
+    @Test("adding the same constant to both log-ratios leaves the loss unchanged")
+    func shiftInvariance() throws {
+        var rng = SplitMix64(seed: 17)
+        let b = rng.uniform(count: 6, -3, 0), w = rng.uniform(count: 6, -3, 0)
+        let rb = rng.uniform(count: 6, -3, 0), rw = rng.uniform(count: 6, -3, 0)
+        func loss(shift: Double) throws -> Double {
+            // Shift the first token of both policy rows: both sequence sums move by `shift`.
+            var b2 = b, w2 = w
+            b2[0] += shift; w2[0] += shift
+            return try dpoLoss(betterLogProbs: Tensor.make([1, 6], b2), worseLogProbs: Tensor.make([1, 6], w2),
+                               refBetterLogProbs: Tensor.make([1, 6], rb), refWorseLogProbs: Tensor.make([1, 6], rw),
+                               beta: 0.5).loss
+        }
+        expectClose([try loss(shift: -1.7)], [try loss(shift: 0)], abs: 1e-14, rel: 0, "loss after a shift")
+    }
+
+    @Test("huge margins stay finite")
+    func saturation() throws {
+        let result = try dpoLoss(betterLogProbs: matrix([[-1], [-9000]]), worseLogProbs: matrix([[-9000], [-1]]),
+                                 refBetterLogProbs: matrix([[0], [0]]), refWorseLogProbs: matrix([[0], [0]]), beta: 0.1)
+        // pair 0: β·h = 899.9 -> loss ~ 0;  pair 1: -899.9 -> 899.9
+        expectClose(result.pairLosses, [0, 899.9], abs: 1e-12, rel: 1e-12, "pair losses")
+    }
+
+    @Test("bad input throws a typed error")
+    func errors() throws {
+        let x = Tensor<Double>(shape: [2, 3], repeating: 0)
+        expectStageError(.shapeMismatch, argument: "ref_better_log_probs") {
+            try dpoLoss(betterLogProbs: x, worseLogProbs: x, refBetterLogProbs: Tensor(shape: [2, 4], repeating: 0),
+                        refWorseLogProbs: x, beta: 0.1)
+        }
+        expectStageError(.notANumber, argument: "worse_log_probs") {
+            try dpoLoss(betterLogProbs: x, worseLogProbs: matrix([[0, 0, 0], [0, .nan, 0]]), refBetterLogProbs: x,
+                        refWorseLogProbs: x, beta: 0.1)
+        }
+    }
+}

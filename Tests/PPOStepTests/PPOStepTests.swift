@@ -1,0 +1,97 @@
+import Testing
+import TensorCore
+import TestSupport
+import ComputeRewards
+import GAE
+import ActorLoss
+import CriticLoss
+@testable import PPOStep
+
+@Suite("ppo_losses")
+struct PPOStepTests {
+    @Test("every golden fixture passes")
+    func golden() {
+        expectGoldenFixturesPass(stage: "ppo_losses")
+    }
+
+    /// peer-conventions §11: L = 7, prompt at 0-1, answer at 2-4, pads at 5-6.
+    static let toyMask = intMatrix([[1, 1, 1, 1, 1, 0, 0]])
+    static let toyLogProbs = matrix([[0.0, 0.1, -0.2, 0.3, 0.5, -0.4]])
+    static let toyValues = matrix([[0.0, 0.5, 0.4, 0.3, 0.2, 0.1]])
+
+    @Test("DeepSpeed-Chat's toy by hand: zeroing from end = 5, GAE from start = 1")
+    func toyByHand() throws {
+        let zeros = Tensor<Double>(shape: [1, 6], repeating: 0)
+        let result = try ppoLosses(
+            attentionMask: Self.toyMask, logProbs: Self.toyLogProbs, refLogProbs: zeros, values: Self.toyValues,
+            newLogProbs: Self.toyLogProbs, newValues: Self.toyValues, rewardScore: vector([1.0]), promptLength: 2,
+            klCtl: 0.1, clipRewardValue: 5, cliprange: 0.2, cliprangeValue: 0.2, gamma: 1, lambda: 0.95)
+        #expect(result.start == 1 && result.ends == [5])
+        // compute_rewards gives 0.04 at t = 5; train_rlhf zeroes it (t >= end = 5).
+        expectClose(result.rewards, [0, -0.01, 0.02, -0.03, 0.95, 0], "rewards")
+        expectClose(result.oldValues, [0.0, 0.5, 0.4, 0.3, 0.2, 0.0], "old_values")
+        let advantages = [0.33970625, 0.473375, 0.5825, 0.75, 0]
+        expectClose(result.advantages, advantages, "advantages")
+        expectClose(result.returns, [0.83970625, 0.873375, 0.8825, 0.95, 0], "returns")
+        // The loss mask action_mask[:, 1:] = [1, 1, 1, 0, 0] leaves out t = 4, where
+        // the score landed. Ratio 1 everywhere, so actor loss = -mean(A) over 3 tokens.
+        expectClose(result.actor.loss, -(0.33970625 + 0.473375 + 0.5825) / 3, "actor_loss")
+        // new values = old values, so R - V = A and the critic loss is ½·mean(A²).
+        let meanSquare = (0.33970625 * 0.33970625 + 0.473375 * 0.473375 + 0.5825 * 0.5825) / 3
+        expectClose(result.critic.loss, 0.5 * meanSquare, "critic_loss")
+    }
+
+    @Test("the step equals its stages called on the documented slices")
+    func equalsItsStages() throws {
+        var rng = SplitMix64(seed: 21)
+        let (batch, length, promptLength) = (3, 9, 3)
+        let n = length - 1, start = promptLength - 1
+        // Left-padded prompt in row 2, answers of lengths 6, 3 and 4.
+        let attention = intMatrix([[1, 1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 0, 0, 0], [0, 1, 1, 1, 1, 1, 1, 0, 0]])
+        func random() -> Tensor<Double> { Tensor.make([batch, n], rng.uniform(count: batch * n, -2, 0)) }
+        let logProbs = random(), refLogProbs = random(), values = random(), newLogProbs = random(), newValues = random()
+        let score = vector([3, -7, 0.5])
+        let result = try ppoLosses(
+            attentionMask: attention, logProbs: logProbs, refLogProbs: refLogProbs, values: values,
+            newLogProbs: newLogProbs, newValues: newValues, rewardScore: score, promptLength: promptLength,
+            klCtl: 0.1, clipRewardValue: 5, cliprange: 0.2, cliprangeValue: 0.2, gamma: 1, lambda: 0.95)
+
+        var actionMask = Tensor<Int64>(shape: [batch, n], repeating: 0)
+        for b in 0..<batch { for t in 0..<n { actionMask[b, t] = attention[b, t + 1] } }
+        var rewards = try computeRewards(logProbs: logProbs, refLogProbs: refLogProbs, rewardScore: score,
+                                         actionMask: actionMask, promptLength: promptLength, klCtl: 0.1, clipRewardValue: 5)
+        var oldValues = values
+        // action_mask[:, start:] holds 6, 3 and 4 ones: ends = start + n + 1.
+        let ends = [start + 6 + 1, start + 3 + 1, start + 4 + 1]
+        #expect(result.ends == ends)
+        for b in 0..<batch { for t in min(ends[b], n)..<n { rewards[b, t] = 0; oldValues[b, t] = 0 } }
+        expectClose(result.rewards, rewards.scalars, abs: 0, rel: 0, "rewards")
+        expectClose(result.oldValues, oldValues.scalars, abs: 0, rel: 0, "old_values")
+
+        let estimate = try gae(values: oldValues, rewards: rewards, start: start, gamma: 1, lambda: 0.95)
+        expectClose(result.advantages, estimate.advantages.scalars, abs: 0, rel: 0, "advantages")
+        func tail<S>(_ x: Tensor<S>) -> Tensor<S> {
+            Tensor.make([batch, n - start], (0..<batch).flatMap { b in (start..<n).map { x[b, $0] } })
+        }
+        let actor = try actorLoss(logProbs: tail(newLogProbs), oldLogProbs: tail(logProbs), advantages: estimate.advantages,
+                                  mask: tail(actionMask), cliprange: 0.2)
+        let critic = try criticLoss(values: tail(newValues), oldValues: tail(oldValues), returns: estimate.returns,
+                                    mask: tail(actionMask), cliprangeValue: 0.2)
+        #expect(result.actor.loss == actor.loss)
+        #expect(result.critic.loss == critic.loss)
+    }
+
+    @Test("bad input throws a typed error")
+    func errors() throws {
+        let x = Tensor<Double>(shape: [1, 6], repeating: 0)
+        func run(mask: Tensor<Int64> = Self.toyMask, logProbs: Tensor<Double> = x, promptLength: Int = 2) throws -> Double {
+            try ppoLosses(attentionMask: mask, logProbs: logProbs, refLogProbs: x, values: x, newLogProbs: x, newValues: x,
+                          rewardScore: vector([1]), promptLength: promptLength, klCtl: 0.1, clipRewardValue: 5,
+                          cliprange: 0.2, cliprangeValue: 0.2, gamma: 1, lambda: 0.95).actor.loss
+        }
+        expectStageError(.emptyMask, argument: "attention_mask") { try run(mask: intMatrix([[1, 1, 1, 0, 0, 0, 0]]), promptLength: 3) }
+        expectStageError(.parameterOutOfRange, argument: "prompt_length") { try run(promptLength: 7) }
+        expectStageError(.shapeMismatch, argument: "log_probs") { try run(logProbs: Tensor(shape: [1, 7], repeating: 0)) }
+        expectStageError(.notANumber, argument: "log_probs") { try run(logProbs: matrix([[0, 0, 0, 0, 0, .nan]])) }
+    }
+}

@@ -1,0 +1,59 @@
+import Foundation
+import Testing
+import TestSupport
+@testable import TensorCore
+
+@Suite("TensorCore")
+struct TensorCoreTests {
+    @Test("a tensor checks that its scalars fill its shape")
+    func shapeCheck() throws {
+        #expect(throws: StageError.self) { try Tensor(shape: [2, 3], scalars: [1, 2, 3] as [Double]) }
+        #expect(throws: StageError.self) { try Tensor(shape: [-1], scalars: [] as [Double]) }
+        let x = try Tensor(shape: [2, 3], scalars: [0, 1, 2, 3, 4, 5] as [Double])
+        #expect(x[1, 2] == 5)
+        #expect(x.index(ofFlat: 4) == [1, 1])
+        #expect(Tensor(scalar: 2.5).shape == [])
+        let cube = Tensor<Int64>(shape: [2, 3, 4], repeating: 0)
+        #expect(cube.index(ofFlat: 23) == [1, 2, 3])
+    }
+
+    @Test("logSigmoid is finite where log(sigmoid) is not (pitfalls test 9)")
+    func logSigmoidExtremes() {
+        // x = -100, -1e4, +1e4 -> -100, -1e4, ~0
+        expectClose(logSigmoid(-100.0), -100, abs: 1e-12, rel: 0, "logSigmoid(-100)")
+        expectClose(logSigmoid(-1e4), -1e4, abs: 0, rel: 0, "logSigmoid(-1e4)")
+        expectClose(logSigmoid(1e4), 0, abs: 0, rel: 0, "logSigmoid(1e4)")
+        expectClose(logSigmoid(Float(-100)), -100, abs: 1e-4, rel: 0, "float32 logSigmoid(-100)")
+        expectClose(logSigmoid(0.0), -log(2.0), "logSigmoid(0)")
+        // The naive float32 form: sigmoid(-100) underflows to 0, log gives -inf.
+        let naive = logf(1 / (1 + expf(100)))
+        #expect(naive == -.infinity)
+    }
+
+    @Test("logSumExpParts subtracts the max: no overflow at 1e4")
+    func logSumExp() {
+        let (maximum, logSum) = logSumExpParts([1e4, 1e4, 1e4][...])
+        #expect(maximum == 1e4)
+        expectClose(logSum, log(3.0), "log Σ exp(x - max)")
+        let (m32, l32) = logSumExpParts([Float(1e6), 1e6 - 1][...])
+        #expect(m32 == 1e6)
+        expectClose(l32, log(1 + exp(-1.0)), abs: 1e-6, rel: 0, "float32")
+    }
+
+    @Test("maskedSum skips masked elements")
+    func maskedSums() {
+        let (sum, count) = maskedSum([1.0, 2, 4, 8], mask: [1, 0, 1, 0])
+        #expect(sum == 5 && count == 2)
+    }
+
+    @Test("errors read as one line naming stage, argument and shapes")
+    func errorDescription() throws {
+        let check = InputCheck(stage: "gae")
+        do {
+            try check.shape(Tensor<Double>(shape: [2, 4], repeating: 0), "rewards", equals: [2, 5], sameAs: "same as values")
+            Issue.record("expected a throw")
+        } catch {
+            #expect(error.description == "gae: shape mismatch in 'rewards': expected shape [2, 5] (same as values), got [2, 4]")
+        }
+    }
+}

@@ -1,0 +1,27 @@
+/// A seeded random number generator (SplitMix64), so every random test input is
+/// the same on every run and every machine.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+
+    public init(seed: UInt64) {
+        state = seed
+    }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// A uniform Double in [low, high).
+    public mutating func uniform(_ low: Double, _ high: Double) -> Double {
+        Double.random(in: low..<high, using: &self)
+    }
+
+    /// `count` uniform Doubles in [low, high).
+    public mutating func uniform(count: Int, _ low: Double, _ high: Double) -> [Double] {
+        (0..<count).map { _ in uniform(low, high) }
+    }
+}
