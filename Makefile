@@ -1,6 +1,6 @@
 # RLHF math in pure Swift. `make test` is what CI runs.
 #
-#   make test     debug build, then every test (golden, known-answer, invariants)
+#   make test     debug build, golden-verify over GoldenData, then every test
 #   make verify   golden-verify over GoldenData, release build
 #   make golden   regenerate the PyTorch fixtures (needs torch==2.13.0+cpu)
 
@@ -16,6 +16,7 @@ build:
 
 test:
 	$(SWIFT) build --build-tests
+	.build/debug/golden-verify --failures-only GoldenData
 	$(SWIFT) test --skip-build
 
 verify:
