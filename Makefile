@@ -1,13 +1,16 @@
 # RLHF math in pure Swift. `make test` is what CI runs.
 #
+#   make chapters build once, then run every chapter of the book in order
+#   make chapter N=4   run one chapter
 #   make test     debug build, golden-verify over GoldenData, then every test
 #   make verify   golden-verify over GoldenData, release build
 #   make golden   regenerate the PyTorch fixtures (needs torch==2.13.0+cpu)
 
+SHELL := /bin/bash
 SWIFT ?= swift
 PYTHON ?= python3
 
-.PHONY: all build test verify golden clean
+.PHONY: all build test verify golden chapters chapter clean
 
 all: test
 
@@ -18,6 +21,22 @@ test:
 	$(SWIFT) build --build-tests
 	.build/debug/golden-verify --failures-only GoldenData
 	$(SWIFT) test --skip-build
+
+CHAPTERS := $(sort $(notdir $(wildcard Chapters/[0-9][0-9]-*)))
+
+chapters:
+	$(SWIFT) build
+	@for chapter in $(CHAPTERS); do \
+		echo; echo "### make chapter N=$${chapter%%-*}: .build/debug/ch$$chapter"; echo; \
+		.build/debug/ch$$chapter || exit 1; \
+	done
+
+chapter:
+	@test -n "$(N)" || { echo "usage: make chapter N=4"; exit 2; }
+	$(SWIFT) build
+	@chapter=$$(ls -d Chapters/$$(printf '%02d' $$((10#$(N))))-* 2>/dev/null | head -n 1); \
+	test -n "$$chapter" || { echo "no chapter $(N) under Chapters/"; exit 2; }; \
+	.build/debug/ch$$(basename $$chapter)
 
 verify:
 	$(SWIFT) run -c release golden-verify GoldenData

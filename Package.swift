@@ -39,6 +39,8 @@ targets += [
     .target(name: "Golden", dependencies: ["TensorCore", "PPOStep"] + stages.map { .byName(name: $0) }),
     // `golden-verify [PATH ...]`: runs every fixture under the paths.
     .executableTarget(name: "GoldenVerify", dependencies: ["Golden"]),
+    // Tables, fixture loading and golden checks for the chapters (no math here).
+    .target(name: "ChapterSupport", dependencies: ["TensorCore", "Golden"]),
     // Shared by the tests: the one assertion helper and a seeded RNG.
     .target(name: "TestSupport", dependencies: ["TensorCore", "Golden"], path: "Tests/TestSupport"),
 ]
@@ -51,10 +53,44 @@ for name in ["TensorCore", "Golden", "PPOStep"] + stages {
     )
 }
 
+/// The book: `Chapters/NN-slug/main.swift` is the executable `chNN-slug`, and
+/// `Chapters/NN-slug/README.md` its prose with the output pasted whole.
+let chapters = [
+    "00-the-map",
+    "01-gather-log-probs",
+    "02-pairwise-reward-loss",
+    "03-compute-rewards",
+    "04-gae",
+    "05-actor-loss",
+    "06-critic-loss",
+    "07-ppo-step",
+    "08-dpo-loss",
+]
+
+for chapter in chapters {
+    targets.append(
+        .executableTarget(
+            name: "ch" + chapter,
+            dependencies: ["ChapterSupport", "TensorCore", "Golden", "PPOStep"] + stages.map { .byName(name: $0) },
+            path: "Chapters/" + chapter,
+            exclude: ["README.md"]
+        )
+    )
+}
+
+// Runs every chapter and checks that the output pasted in its README is exactly
+// what it prints today.
+targets.append(
+    .testTarget(
+        name: "ChapterTests",
+        dependencies: ["TestSupport", "ChapterSupport"] + chapters.map { .byName(name: "ch" + $0) }
+    )
+)
+
 let package = Package(
     name: "RLHFMath",
     products: [
         .executable(name: "golden-verify", targets: ["GoldenVerify"]),
-    ],
+    ] + chapters.map { .executable(name: "ch" + $0, targets: ["ch" + $0]) },
     targets: targets
 )

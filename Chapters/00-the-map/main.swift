@@ -1,0 +1,1 @@
+print("chapter 00-the-map: not written yet")

@@ -1,0 +1,1 @@
+print("chapter 02-pairwise-reward-loss: not written yet")

@@ -1,0 +1,1 @@
+print("chapter 05-actor-loss: not written yet")

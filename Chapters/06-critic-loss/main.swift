@@ -1,0 +1,1 @@
+print("chapter 06-critic-loss: not written yet")

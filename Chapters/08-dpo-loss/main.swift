@@ -1,0 +1,1 @@
+print("chapter 08-dpo-loss: not written yet")

@@ -1,0 +1,215 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+import TensorCore
+import Golden
+
+/// One chapter run: prints as it goes, counts the checks against golden
+/// fixtures, and exits non-zero from `finish()` if any did not match.
+///
+/// ```
+/// let chapter = Chapter(number: 4, title: "GAE")
+/// let fixture = chapter.fixture("gae/peer-toy-f64")
+/// let values = chapter.floatInput(fixture, "values")
+/// ...
+/// chapter.check("advantages", ours: result.advantages, against: fixture)
+/// chapter.finish()
+/// ```
+public final class Chapter {
+    public let number: Int
+    /// The repository's GoldenData directory.
+    public let goldenData: String
+    private var checks = 0
+    private var mismatches = [String]()
+
+    /// Prints the chapter's title. `file` locates the repository from the
+    /// chapter's own source file, so it runs from any working directory.
+    public init(number: Int, title: String, file: String = #filePath) {
+        self.number = number
+        var components = file.split(separator: "/", omittingEmptySubsequences: false)
+        if components.count > 3 { components.removeLast(3) }  // Chapters/NN-slug/main.swift
+        let fromSource = components.joined(separator: "/") + "/GoldenData"
+        goldenData = FileManager.default.fileExists(atPath: fromSource) ? fromSource : "GoldenData"
+        let heading = String(format: "Chapter %02d · %@", number, title)
+        print(heading)
+        print(String(repeating: "=", count: heading.count))
+    }
+
+    /// A numbered section heading.
+    public func heading(_ title: String) {
+        print("")
+        print(title)
+        print(String(repeating: "-", count: title.count))
+    }
+
+    /// Prose, printed as written (keep lines under 100 characters).
+    public func say(_ text: String) {
+        print(text)
+    }
+
+    /// Prints a table.
+    public func show(_ table: Table, maximumRows: Int = 14) {
+        print("")
+        print(table.rendered(maximumRows: maximumRows))
+    }
+
+    /// Prints a rank-1 or rank-2 tensor as a table: one row per `b`, one column per `t`.
+    public func show(_ name: String, _ tensor: Tensor<Double>, digits: Int = 4, columnLabel: String = "t",
+                     firstColumn: Int = 0) {
+        let rows = tensor.rank == 2 ? tensor.shape[0] : 1
+        let columns = tensor.rank == 2 ? tensor.shape[1] : tensor.count
+        var table = Table(["\(name) \(describe(shape: tensor.shape))"] + (0..<columns).map { "\(columnLabel)=\(firstColumn + $0)" })
+        for b in 0..<rows {
+            table.add(["b=\(b)"] + (0..<columns).map { fmt(tensor.scalars[b * columns + $0], digits) })
+        }
+        show(table)
+    }
+
+    /// Prints an int64 tensor (ids, masks) as a table.
+    public func show(_ name: String, _ tensor: Tensor<Int64>, columnLabel: String = "t", firstColumn: Int = 0) {
+        let rows = tensor.rank == 2 ? tensor.shape[0] : 1
+        let columns = tensor.rank == 2 ? tensor.shape[1] : tensor.count
+        var table = Table(["\(name) \(describe(shape: tensor.shape))"] + (0..<columns).map { "\(columnLabel)=\(firstColumn + $0)" })
+        for b in 0..<rows {
+            table.add(["b=\(b)"] + (0..<columns).map { String(tensor.scalars[b * columns + $0]) })
+        }
+        show(table)
+    }
+
+    // MARK: Fixtures
+
+    /// Loads `GoldenData/<path>.json`, e.g. `fixture("gae/peer-toy-f64")`.
+    public func fixture(_ path: String) -> Fixture {
+        let file = goldenData + "/" + path + ".json"
+        do {
+            return try Fixture.load(path: file)
+        } catch {
+            fail("cannot load the golden fixture \(path).json: \(error)")
+        }
+    }
+
+    /// A float input of a fixture, in float64.
+    public func floatInput(_ fixture: Fixture, _ name: String) -> Tensor<Double> {
+        guard let input = fixture.inputs[name], input.isFloat else { fail("\(fixture.name) has no float input '\(name)'") }
+        return Tensor.make(input.shape, input.doubles)
+    }
+
+    /// An int64 or bool input of a fixture (ids, labels, masks).
+    public func intInput(_ fixture: Fixture, _ name: String) -> Tensor<Int64> {
+        switch fixture.inputs[name] {
+        case .int64(let t): return t
+        case .bool(let t): return Tensor.make(t.shape, t.scalars.map { $0 ? 1 : 0 })
+        default: fail("\(fixture.name) has no int64 input '\(name)'")
+        }
+    }
+
+    /// A whole-number param of a fixture.
+    public func intParam(_ fixture: Fixture, _ name: String) -> Int {
+        guard case .number(let text) = fixture.params[name], let value = Int(text) else {
+            fail("\(fixture.name) has no whole-number param '\(name)'")
+        }
+        return value
+    }
+
+    /// A real param of a fixture.
+    public func realParam(_ fixture: Fixture, _ name: String) -> Double {
+        guard case .number(let text) = fixture.params[name], let value = Double(text) else {
+            fail("\(fixture.name) has no param '\(name)'")
+        }
+        return value
+    }
+
+    /// The golden values of one output.
+    public func golden(_ fixture: Fixture, _ output: String) -> [Double] {
+        guard case .outputs(let outputs, _) = fixture.expectation, let tensor = outputs[output] else {
+            fail("\(fixture.name) has no expected output '\(output)'")
+        }
+        return tensor.doubles
+    }
+
+    // MARK: Running and checking
+
+    /// Runs a library call; a thrown error ends the chapter with the message.
+    public func must<R>(_ body: () throws -> R) -> R {
+        do {
+            return try body()
+        } catch {
+            fail("the library threw: \(error)")
+        }
+    }
+
+    /// Prints our values beside the fixture's golden values and counts the check.
+    /// Labels default to the flat index; long outputs are elided in the middle.
+    public func check(_ output: String, ours: [Double], against fixture: Fixture, labels: [String]? = nil,
+                      digits: Int = 6) {
+        guard case .outputs(let outputs, let tolerance) = fixture.expectation, let expected = outputs[output] else {
+            fail("\(fixture.name) has no expected output '\(output)'")
+        }
+        let golden = expected.doubles
+        let comparison = golden.count == ours.count
+            ? compare(got: ours, expected: golden, tolerance: tolerance) : nil
+        print("")
+        print("  \(output): ours beside GoldenData/\(fixture.stage)/\(fixture.name).json (\(tolerance))")
+        var table = Table(["", "ours", "golden", ""])
+        for i in 0..<max(ours.count, golden.count) {
+            let label = labels?[i] ?? (expected.shape.count > 1
+                ? describe(shape: Tensor<Double>.make(expected.shape, golden).index(ofFlat: i)) : "[\(i)]")
+            let single = i < ours.count && i < golden.count
+                ? compare(got: [ours[i]], expected: [golden[i]], tolerance: tolerance).passed : false
+            table.add([label, i < ours.count ? fmt(ours[i], digits) : "-", i < golden.count ? fmt(golden[i], digits) : "-",
+                       single ? "ok" : "MISMATCH"])
+        }
+        print(table.rendered(indent: 4))
+        checks += 1
+        if let comparison, comparison.passed {
+            print("    -> \(output): \(ours.count) of \(ours.count) match")
+        } else {
+            mismatches.append(output)
+            print("    -> \(output): MISMATCH (\(comparison.map(\.description) ?? "\(ours.count) values against \(golden.count)"))")
+        }
+    }
+
+    /// `check` for a tensor output.
+    public func check(_ output: String, ours: Tensor<Double>, against fixture: Fixture, digits: Int = 6) {
+        check(output, ours: ours.scalars, against: fixture, digits: digits)
+    }
+
+    /// `check` for a scalar output.
+    public func check(_ output: String, ours: Double, against fixture: Fixture, digits: Int = 6) {
+        check(output, ours: [ours], against: fixture, labels: [""], digits: digits)
+    }
+
+    /// Runs a call that the fixture says must be rejected; prints the error it throws.
+    public func checkRejects<R>(_ fixture: Fixture, _ body: () throws -> R) {
+        checks += 1
+        guard case .error(let why) = fixture.expectation else { fail("\(fixture.name) is not an expect_error fixture") }
+        do {
+            _ = try body()
+            mismatches.append(fixture.name)
+            print("  MISMATCH: GoldenData/\(fixture.stage)/\(fixture.name).json expects an error (\(why)); none was thrown")
+        } catch {
+            print("  GoldenData/\(fixture.stage)/\(fixture.name).json expects an error; the library throws:")
+            print("    \(error)")
+        }
+    }
+
+    /// Prints the verdict and exits: 0 if every check matched, 1 otherwise.
+    public func finish() -> Never {
+        print("")
+        if mismatches.isEmpty {
+            print("All \(checks) checks match the golden fixtures.")
+            exit(0)
+        }
+        print("\(mismatches.count) of \(checks) checks do NOT match: \(mismatches.joined(separator: ", "))")
+        exit(1)
+    }
+
+    private func fail(_ message: String) -> Never {
+        print("")
+        print("chapter \(number) stopped: \(message)")
+        exit(1)
+    }
+}
