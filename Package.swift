@@ -18,6 +18,7 @@ let stages = [
     "ActorLoss",           // actor_loss
     "CriticLoss",          // critic_loss
     "DPOLoss",             // dpo_loss
+    "SFTLoss",             // sft_loss, and the step 1/2 data preparation on token ids
 ]
 
 var targets: [Target] = [

@@ -104,20 +104,40 @@ def same_float_dtype(**tensors):
     need(len(dtypes) == 1, f"float inputs {sorted(tensors)} mix dtypes {sorted(map(str, dtypes))}")
 
 
+def leaf(t):
+    """A copy of an input that autograd differentiates against, in the input's own dtype.
+
+    Gradients are PyTorch autograd's, whatever it does at a kink (see
+    check_autograd_rules and the README's "Gradients" section)."""
+    return t.detach().clone().requires_grad_(True)
+
+
 def gather_log_probs(inp, prm):
     logits, labels = inp["logits"], inp["labels"]
+    grad_output = inp.get("grad_output")
     need(logits.dim() == 3, "logits must be [B,T,V]")
     need_float("logits", logits)
     need_ids("labels", labels)
     batch, steps, vocab = logits.shape
     need(vocab >= 1, "the vocabulary is empty")
     need_shape("labels", labels, (batch, steps))
+    if grad_output is not None:
+        need_shape("grad_output", grad_output, (batch, steps))
+        need_float("grad_output", grad_output)
+        same_float_dtype(logits=logits, grad_output=grad_output)
     if labels.numel() > 0:
         need(int(labels.min()) >= 0, "a label is negative")
         need(int(labels.max()) < vocab, "a label is >= V")
+    x = leaf(logits)
     # log p(label) = log_softmax over the vocabulary, read at the label.
-    log_p = torch.log_softmax(logits, dim=-1)
-    return {"log_probs": torch.gather(log_p, 2, labels.unsqueeze(2)).squeeze(2)}
+    log_p = torch.log_softmax(x, dim=-1)
+    log_probs = torch.gather(log_p, 2, labels.unsqueeze(2)).squeeze(2)
+    out = {"log_probs": log_probs.detach()}
+    if grad_output is not None:
+        # d(sum(log_probs * grad_output)) / d logits
+        torch.sum(log_probs * grad_output).backward()
+        out["grad_logits"] = x.grad
+    return out
 
 
 def nth_pad(row, pad_id, n, default):
@@ -137,6 +157,7 @@ def reward_pairwise_loss(inp, prm):
     rows, length = ids.shape
     need(rows > 0 and rows % 2 == 0, f"input_ids has {rows} rows; chosen/rejected need an even, non-zero count")
     need(length >= 1, "sequences are empty")
+    rewards = leaf(rewards)
     pairs = rows // 2
     total = None
     chosen_scores, rejected_scores = [], []
@@ -163,10 +184,13 @@ def reward_pairwise_loss(inp, prm):
         # element, exactly as the reference does.
         chosen_scores.append(c_rew[c_end - 1])
         rejected_scores.append(r_rew[r_end - 1])
+    loss = total / pairs
+    loss.backward()
     return {
-        "loss": total / pairs,
-        "chosen_mean_scores": torch.stack(chosen_scores),
-        "rejected_mean_scores": torch.stack(rejected_scores),
+        "loss": loss.detach(),
+        "chosen_mean_scores": torch.stack(chosen_scores).detach(),
+        "rejected_mean_scores": torch.stack(rejected_scores).detach(),
+        "grad_rewards": rewards.grad,   # zero outside each pair's loss window
     }
 
 
@@ -280,14 +304,18 @@ def check_loss_inputs(inp, float_names):
 
 def actor_loss(inp, prm):
     check_loss_inputs(inp, ["log_probs", "old_log_probs", "advantages"])
-    loss = clipped_policy_loss(inp["log_probs"], inp["old_log_probs"], inp["advantages"], inp["mask"], prm["cliprange"])
-    return {"loss": loss}
+    log_probs = leaf(inp["log_probs"])   # old_log_probs and advantages are constants
+    loss = clipped_policy_loss(log_probs, inp["old_log_probs"], inp["advantages"], inp["mask"], prm["cliprange"])
+    loss.backward()
+    return {"loss": loss.detach(), "grad_log_probs": log_probs.grad}
 
 
 def critic_loss(inp, prm):
     check_loss_inputs(inp, ["values", "old_values", "returns"])
-    loss = clipped_value_loss(inp["values"], inp["old_values"], inp["returns"], inp["mask"], prm["cliprange_value"])
-    return {"loss": loss}
+    values = leaf(inp["values"])   # old_values and returns are constants
+    loss = clipped_value_loss(values, inp["old_values"], inp["returns"], inp["mask"], prm["cliprange_value"])
+    loss.backward()
+    return {"loss": loss.detach(), "grad_values": values.grad}
 
 
 DPO_INPUTS = ["better_log_probs", "worse_log_probs", "ref_better_log_probs", "ref_worse_log_probs"]
@@ -304,6 +332,7 @@ def dpo_loss(inp, prm):
     need(first.shape[0] > 0, "empty batch")
     beta = prm["beta"]
     better, worse, ref_better, ref_worse = (inp[n] for n in DPO_INPUTS)
+    better, worse = leaf(better), leaf(worse)   # the reference log-probs are constants
     losses, better_rewards, worse_rewards = [], [], []
     for i in range(first.shape[0]):
         # Sequence log-prob = sum of the zero-padded per-token log-probs.
@@ -312,10 +341,12 @@ def dpo_loss(inp, prm):
         losses.append(-F.logsigmoid(beta * (better_ratio - worse_ratio)))
         better_rewards.append(beta * better_ratio)
         worse_rewards.append(beta * worse_ratio)
-    better_reward = torch.stack(better_rewards)
-    worse_reward = torch.stack(worse_rewards)
+    loss = torch.stack(losses).mean()
+    loss.backward()
+    better_reward = torch.stack(better_rewards).detach()
+    worse_reward = torch.stack(worse_rewards).detach()
     return {
-        "loss": torch.stack(losses).mean(),
+        "loss": loss.detach(),
         "reward": better_reward + worse_reward,
         "better_sample_reward": better_reward,
         "worse_sample_reward": worse_reward,
@@ -323,6 +354,9 @@ def dpo_loss(inp, prm):
         # (the values are k/B, exact in both precisions).
         "reward_accuracy": (better_reward > worse_reward).to(first.dtype).mean(),
         "reward_margin": better_reward - worse_reward,
+        # The sum over T gives every position of a row, padding included, the same gradient.
+        "grad_better_log_probs": better.grad,
+        "grad_worse_log_probs": worse.grad,
     }
 
 
@@ -372,6 +406,44 @@ def ppo_losses(inp, prm):
     }
 
 
+def sft_loss(inp, prm):
+    """Hugging Face's causal-LM loss, as DeepSpeed-Chat step 1 trains with it: the
+    logits at t are scored against the label at t + 1, cross-entropy averaged over
+    the labels that are not ignore_index."""
+    logits, labels = inp["logits"], inp["labels"]
+    ignore_index = prm.get("ignore_index", -100)
+    need(logits.dim() == 3, "logits must be [B,L,V]")
+    need_float("logits", logits)
+    need_ids("labels", labels)
+    batch, length, vocab = logits.shape
+    need_shape("labels", labels, (batch, length))
+    targets = labels[:, 1:]                 # the first label is never predicted
+    counted = targets != ignore_index
+    in_range = (targets >= 0) & (targets < vocab)
+    need(bool((in_range | ~counted).all()), "a label outside [0, V) that is not ignore_index")
+    need(int(counted.sum()) > 0, "no label left after ignoring (the mean would be 0/0)")
+    x = leaf(logits)
+    loss = F.cross_entropy(x[:, :-1].reshape(-1, vocab), targets.reshape(-1), ignore_index=ignore_index,
+                           reduction="mean")
+    loss.backward()
+    return {"loss": loss.detach(), "grad_logits": x.grad}
+
+
+def check_autograd_rules():
+    """The gradient fixtures are autograd's. At the losses' kinks autograd makes two
+    choices our backward passes copy; fail loudly if a torch build ever changes them."""
+    a = torch.tensor([1.5], dtype=F64, requires_grad=True)
+    b = torch.tensor([1.5], dtype=F64, requires_grad=True)
+    torch.max(a, b).sum().backward()
+    assert a.grad.item() == 0.5 and b.grad.item() == 0.5, "torch.max(a, b) no longer splits a tie half/half"
+    x = torch.tensor([0.8, 1.2], dtype=F64, requires_grad=True)
+    torch.clamp(x, 0.8, 1.2).sum().backward()
+    assert x.grad.tolist() == [1.0, 1.0], "torch.clamp no longer passes the gradient at its bounds"
+
+
+check_autograd_rules()
+
+
 IMPLEMENTATIONS = {
     "gather_log_probs": gather_log_probs,
     "reward_pairwise_loss": reward_pairwise_loss,
@@ -382,6 +454,7 @@ IMPLEMENTATIONS = {
     "critic_loss": critic_loss,
     "dpo_loss": dpo_loss,
     "ppo_losses": ppo_losses,
+    "sft_loss": sft_loss,   # added after v1
 }
 
 
@@ -669,6 +742,26 @@ float_case(S, "logits-1e6-near-ties", f"{GL_WHAT}, logits of magnitude 1e6 with 
                           "half of it is inside abs 1e-10)"})
 float_case(S, "equal-logits", f"{GL_WHAT}, all logits equal (log_probs = -log V)", {}, gl_equal_logits)
 float_case(S, "single-position", f"{GL_WHAT}, B=1, T=1, V=2", {}, gl_single)
+
+
+def with_grad_output(build):
+    """A gather case plus an upstream gradient [B,T], so the fixture also pins grad_logits."""
+    def built():
+        batch = build()
+        batch["grad_output"] = torch.randn(batch["labels"].shape, dtype=F64)
+        return batch
+    return built
+
+
+GL_GRAD = f"{GL_WHAT}, with grad_output: grad_logits by autograd"
+float_case(S, "grad-random-1", f"{GL_GRAD}, random shapes", {}, with_grad_output(gl_random))
+float_case(S, "grad-random-2", f"{GL_GRAD}, random shapes", {}, with_grad_output(gl_random))
+float_case(S, "grad-masked-vocab-neg-inf", f"{GL_GRAD}, -inf logits get exactly zero gradient", {},
+           with_grad_output(gl_masked_vocab))
+float_case(S, "grad-logits-1e4", f"{GL_GRAD}, logits of magnitude 1e4 (softmax is one-hot up to e^-20)", {},
+           with_grad_output(gl_large(1e4)))
+float_case(S, "grad-equal-logits", f"{GL_GRAD}, all logits equal (gradient g * (1/V - onehot))", {},
+           with_grad_output(gl_equal_logits))
 
 error_case(S, "labels-shape", "labels [B,T+1] do not match logits [B,T,V]", {},
            lambda: {"logits": torch.randn(2, 3, 5, dtype=F64), "labels": torch.randint(0, 5, (2, 4))})
@@ -1178,6 +1271,37 @@ float_case(S, "bool-mask", f"{AL_WHAT}, the mask given as bool", {"cliprange": 0
 float_case(S, "cliprange-0", f"{AL_WHAT}, cliprange 0", {"cliprange": 0.0}, lambda: al_batch(2, 4, 0.3))
 
 
+def exp_of_dyadic(d):
+    """e^d for a small dyadic d (exact in float32 and float64). For the d used below,
+    torch's exp and the C library's exp/expf agree to the last bit in both precisions
+    (checked when the cases were chosen), so a cliprange built from it puts the ratio
+    exactly on the clip bound in both."""
+    return math.exp(d)
+
+
+def al_at_bound(log_ratio):
+    """Tokens whose ratio e^log_ratio sits exactly on a clip bound, with A > 0 and
+    A < 0, beside tokens inside the range. old and new log-probs are dyadic, so
+    new - old is exact."""
+    def build():
+        old = torch.tensor([[-1.25, -2.5, -0.75, -3.0], [-1.5, -0.5, -2.25, -1.0]], dtype=F64)
+        delta = torch.tensor([[log_ratio, log_ratio, 0.0, log_ratio / 2], [log_ratio, log_ratio, -log_ratio / 4, 0.0]],
+                             dtype=F64)
+        adv = torch.tensor([[1.5, -1.5, 0.75, -0.5], [-2.0, 2.0, 1.0, -1.0]], dtype=F64)
+        return {"log_probs": old + delta, "old_log_probs": old, "advantages": adv,
+                "mask": torch.ones(2, 4, dtype=I64)}
+    return build
+
+
+UPPER_LOG_RATIO, LOWER_LOG_RATIO = 5 / 32, -7 / 32
+float_case(S, "kink-ratio-at-upper-bound", f"{AL_WHAT}, ratios exactly at 1 + eps (eps = e^(5/32) - 1): the two "
+           "branches tie, autograd splits the max's gradient half/half and the clamp passes it at its bound",
+           {"cliprange": exp_of_dyadic(UPPER_LOG_RATIO) - 1.0}, al_at_bound(UPPER_LOG_RATIO))
+float_case(S, "kink-ratio-at-lower-bound", f"{AL_WHAT}, ratios exactly at 1 - eps (eps = 1 - e^(-7/32)): the two "
+           "branches tie, autograd splits the max's gradient half/half and the clamp passes it at its bound",
+           {"cliprange": 1.0 - exp_of_dyadic(LOWER_LOG_RATIO)}, al_at_bound(LOWER_LOG_RATIO))
+
+
 def al_random():
     b, m = randint(1, 4), randint(1, 11)
     batch = al_batch(b, m, 0.4, lengths=[randint(1, m) for _ in range(b)])
@@ -1249,6 +1373,20 @@ float_case(S, "partial-mask", f"{CL_WHAT}, rows masked from different positions"
 float_case(S, "bool-mask", f"{CL_WHAT}, the mask given as bool", {"cliprange_value": 0.2}, cl_bool)
 float_case(S, "cliprange-5", f"{CL_WHAT}, cliprange_value 5 (align-anything's default size; nothing clips)",
            {"cliprange_value": 5.0}, lambda: cl_batch(2, 5, 0.7))
+
+
+def cl_at_bound():
+    """New values exactly at old +- 0.25 (dyadic, exact in both precisions): the
+    clamp returns the value itself, the two errors tie."""
+    old = torch.tensor([[0.5, 0.5, -1.0, -1.0, 2.0], [0.25, -0.5, 1.5, 0.0, 0.0]], dtype=F64)
+    step = torch.tensor([[0.25, 0.25, -0.25, -0.25, 0.25], [-0.25, 0.25, 0.25, 0.1, -0.6]], dtype=F64)
+    returns = torch.tensor([[1.5, -0.5, -2.0, 0.5, 2.0], [-1.0, 1.0, 0.0, 0.3, 1.0]], dtype=F64)
+    return {"values": old + step, "old_values": old, "returns": returns, "mask": torch.ones(2, 5, dtype=I64)}
+
+
+float_case(S, "kink-value-at-bound", f"{CL_WHAT}, new values exactly at old_values +- cliprange_value "
+           "(the two errors tie; autograd splits the max half/half and the clamp passes the gradient at its "
+           "bound), beside values inside and outside the band", {"cliprange_value": 0.25}, cl_at_bound)
 
 
 def cl_random():
@@ -1500,6 +1638,95 @@ error_case(S, "nan-new-values-masked", "NaN in new_values at a position past the
 
 
 # =============================================================================
+# Stage: sft_loss (added after v1)
+# =============================================================================
+
+S = "sft_loss"
+SFT_WHAT = "Hugging Face causal-LM loss (shifted cross-entropy, mean over kept labels) as DeepSpeed-Chat step 1 uses it"
+
+
+def sft_batch(b, l, v, prompt_lengths=None, answer_lengths=None, scale=2.0):
+    """Logits [B,L,V] and labels [B,L]: ids where the row is real, -100 on padding
+    (DeepSpeed-Chat) and, when prompt_lengths is given, on the prompt too
+    (align-anything)."""
+    logits = torch.randn(b, l, v, dtype=F64) * scale
+    labels = torch.randint(0, v, (b, l))
+    for i in range(b):
+        if answer_lengths is not None:
+            labels[i, answer_lengths[i]:] = -100
+        if prompt_lengths is not None:
+            labels[i, :prompt_lengths[i]] = -100
+    return {"logits": logits, "labels": labels}
+
+
+def sft_random():
+    b, l, v = randint(1, 3), randint(2, 9), randint(2, 40)
+    return sft_batch(b, l, v, answer_lengths=[randint(2, l) for _ in range(b)])
+
+
+def sft_custom_ignore():
+    batch = sft_batch(2, 6, 9)
+    batch["labels"][0, 4:] = 0           # the pad id 0 serves as the ignore index
+    batch["labels"][1, 2] = 0
+    return batch
+
+
+def sft_first_label_unused():
+    batch = sft_batch(2, 5, 7)
+    batch["labels"][:, 0] = 1000         # out of range, but labels[:, 0] is never predicted
+    return batch
+
+
+def sft_large():
+    b, l, v = 2, 4, 12
+    return {"logits": spread_logits(b, l, v, 1e4), "labels": torch.randint(0, v, (b, l))}
+
+
+def sft_masked_vocab():
+    batch = gl_masked_vocab()   # labels[b, t] avoid the -inf entries of logits[b, t]
+    # SFT scores logits[:, t] against labels[:, t + 1]: shift the labels right by one.
+    labels = torch.cat([torch.zeros(2, 1, dtype=I64), batch["labels"][:, :-1]], dim=1)
+    return {"logits": batch["logits"], "labels": labels}
+
+
+float_case(S, "random-1", f"{SFT_WHAT}, random shapes, right padding labelled -100", {}, sft_random)
+float_case(S, "random-2", f"{SFT_WHAT}, random shapes, right padding labelled -100", {}, sft_random)
+float_case(S, "random-3", f"{SFT_WHAT}, random shapes, right padding labelled -100", {}, sft_random)
+float_case(S, "every-label-kept", f"{SFT_WHAT}, no -100 label (DeepSpeed-Chat step 1 without padding)", {},
+           lambda: sft_batch(2, 5, 11))
+float_case(S, "prompt-ignored", f"{SFT_WHAT}, prompt and padding labelled -100 (align-anything's SFT labels)", {},
+           lambda: sft_batch(3, 8, 13, prompt_lengths=[3, 2, 4], answer_lengths=[8, 6, 7]))
+float_case(S, "ignore-index-0", f"{SFT_WHAT}, ignore_index 0", {"ignore_index": 0}, sft_custom_ignore)
+float_case(S, "first-label-unused", f"{SFT_WHAT}, labels[:, 0] = 1000 is out of range but never predicted", {},
+           sft_first_label_unused)
+float_case(S, "logits-1e4", f"{SFT_WHAT}, logits of magnitude 1e4, entries well apart", {}, sft_large)
+float_case(S, "masked-vocab-neg-inf", f"{SFT_WHAT}, -inf logits for masked vocabulary entries (never the label)",
+           {}, sft_masked_vocab)
+float_case(S, "single-position", f"{SFT_WHAT}, B=1, L=2, V=3: one label counted", {},
+           lambda: {"logits": torch.tensor([[[0.5, -1.0, 2.0], [9.0, 9.0, 9.0]]], dtype=F64),
+                    "labels": torch.tensor([[-100, 1]])})
+
+
+def sft_nan():
+    batch = sft_batch(2, 4, 5)
+    batch["logits"][1, 3, 2] = math.nan   # the last position: its logits are never scored, still rejected
+    return batch
+
+
+error_case(S, "no-label-left", "every label in labels[:, 1:] is ignore_index (the mean would be 0/0)", {},
+           lambda: sft_batch(2, 5, 7, answer_lengths=[1, 1]))
+error_case(S, "single-token", "L = 1 leaves no label to predict", {}, lambda: sft_batch(2, 1, 7))
+error_case(S, "label-too-large", "a label equals V", {},
+           lambda: {"logits": torch.randn(1, 3, 5, dtype=F64), "labels": torch.tensor([[0, 1, 5]])})
+error_case(S, "label-negative", "a label is negative and not ignore_index", {},
+           lambda: {"logits": torch.randn(1, 3, 5, dtype=F64), "labels": torch.tensor([[0, -1, 2]])})
+error_case(S, "labels-shape", "labels [B,L+1] do not match logits [B,L,V]", {},
+           lambda: {"logits": torch.randn(2, 3, 5, dtype=F64), "labels": torch.randint(0, 5, (2, 4))})
+error_case(S, "nan-logits", "NaN in logits (at the last position, which is never scored)", {}, sft_nan,
+           also_f32=True)
+
+
+# =============================================================================
 # Writing and checking
 # =============================================================================
 
@@ -1558,7 +1785,8 @@ def check_other_fixtures():
 
 
 def print_catalog():
-    prefixes = [GL_WHAT, RP_WHAT, ES_WHAT, CR_WHAT, GAE_WHAT, AL_WHAT, CL_WHAT, DPO_WHAT, PPO_WHAT]
+    prefixes = [GL_GRAD, GL_WHAT, RP_WHAT, ES_WHAT, CR_WHAT, GAE_WHAT, AL_WHAT, CL_WHAT, DPO_WHAT, PPO_WHAT,
+                SFT_WHAT]
     current = None
     for stage, names, what in CATALOG:
         if stage != current:

@@ -77,3 +77,42 @@ public func actorLoss<T: FloatScalar>(
     try check.noNaNInResult(Tensor(scalar: loss), "loss")
     return ActorLossResult(loss: loss, ratios: ratios, tokenLosses: tokenLosses, tokenCount: count)
 }
+
+/// The gradient of `actorLoss` with respect to the new log-probs.
+///
+/// ```
+/// loss = Σ_t m_t · max(u_t, c_t) / n,   u_t = -A_t·ratio_t,   c_t = -A_t·clip(ratio_t)
+/// ratio_t = exp((logπ_t - logπ_old,t)·m_t)  ->  ∂ratio_t/∂logπ_t = ratio_t·m_t
+/// ∂u_t/∂ratio_t = -A_t,   ∂c_t/∂ratio_t = -A_t·1[1-ε <= ratio_t <= 1+ε]
+/// grad_log_probs_t = (m_t / n) · (w_u·(-A_t) + w_c·(-A_t)·1[inside]) · ratio_t·m_t
+///   (w_u, w_c) = (1, 0) if u > c, (0, 1) if u < c, (1/2, 1/2) on a tie
+/// ```
+///
+/// Shapes: as `actorLoss`; `grad_log_probs` [B, M].
+///
+/// Where the clip is active the clipped branch wins the `max` and its ratio is
+/// outside [1-ε, 1+ε], so the gradient is exactly zero: PPO stops pushing a
+/// token whose ratio already moved far enough in the advantage's direction.
+/// Masked tokens get zero. At a kink (ratio exactly 1±ε, so u = c) the tie rule
+/// and the inclusive clamp bounds follow PyTorch's autograd.
+///
+/// - Throws: ``StageError`` as `actorLoss` does.
+public func actorLossGradLogProbs<T: FloatScalar>(
+    logProbs: Tensor<T>, oldLogProbs: Tensor<T>, advantages: Tensor<T>, mask: Tensor<Int64>, cliprange: Double
+) throws(StageError) -> Tensor<T> {
+    let forward = try actorLoss(logProbs: logProbs, oldLogProbs: oldLogProbs, advantages: advantages,
+                                mask: mask, cliprange: cliprange)
+    let lowerBound = T(1.0 - cliprange), upperBound = T(1.0 + cliprange)
+    let perToken = T(1) / T(forward.tokenCount)
+    var gradLogProbs = Tensor<T>(shape: logProbs.shape, repeating: 0)
+    for i in 0..<logProbs.count where mask.scalars[i] != 0 {
+        let ratio = forward.ratios.scalars[i]
+        let advantage = advantages.scalars[i]
+        let clippedRatio = min(max(ratio, lowerBound), upperBound)
+        let (toUnclipped, toClipped) = maximumGradientShares(-advantage * ratio, -advantage * clippedRatio)
+        let insideClipRange: T = (ratio >= lowerBound && ratio <= upperBound) ? 1 : 0
+        let gradRatio = perToken * (toUnclipped * -advantage + toClipped * -advantage * insideClipRange)
+        gradLogProbs.scalars[i] = gradRatio * ratio
+    }
+    return gradLogProbs
+}

@@ -70,3 +70,41 @@ public func criticLoss<T: FloatScalar>(
     try check.noNaNInResult(Tensor(scalar: loss), "loss")
     return CriticLossResult(loss: loss, clippedValues: clippedValues, tokenLosses: tokenLosses, tokenCount: count)
 }
+
+/// The gradient of `criticLoss` with respect to the new values.
+///
+/// ```
+/// loss = 0.5 · Σ_t m_t · max(e_t, f_t) / n,   e_t = (V_t - R_t)²,   f_t = (Vc_t - R_t)²
+/// Vc_t = clamp(V_t, V_old,t - ε_v, V_old,t + ε_v)  ->  ∂Vc_t/∂V_t = 1[inside the bounds]
+/// grad_values_t = (0.5 · m_t / n) · (w_e · 2(V_t - R_t) + w_f · 2(Vc_t - R_t) · 1[inside])
+///   (w_e, w_f) = (1, 0) if e > f, (0, 1) if e < f, (1/2, 1/2) on a tie
+/// ```
+///
+/// Shapes: as `criticLoss`; `grad_values` [B, M].
+///
+/// When the clipped error wins the `max` with V outside the bounds, the gradient
+/// is exactly zero: the value has already moved ε_v from the old one. Masked
+/// tokens get zero. Ties and the inclusive bounds follow PyTorch's autograd.
+///
+/// - Throws: ``StageError`` as `criticLoss` does.
+public func criticLossGradValues<T: FloatScalar>(
+    values: Tensor<T>, oldValues: Tensor<T>, returns: Tensor<T>, mask: Tensor<Int64>, cliprangeValue: Double
+) throws(StageError) -> Tensor<T> {
+    let forward = try criticLoss(values: values, oldValues: oldValues, returns: returns, mask: mask,
+                                 cliprangeValue: cliprangeValue)
+    let clipRange = T(cliprangeValue)
+    let perToken = T(0.5) / T(forward.tokenCount)
+    var gradValues = Tensor<T>(shape: values.shape, repeating: 0)
+    for i in 0..<values.count where mask.scalars[i] != 0 {
+        let value = values.scalars[i], target = returns.scalars[i]
+        let valueClipped = forward.clippedValues.scalars[i]
+        let unclippedError = (value - target) * (value - target)
+        let clippedError = (valueClipped - target) * (valueClipped - target)
+        let (toUnclipped, toClipped) = maximumGradientShares(unclippedError, clippedError)
+        let lower = oldValues.scalars[i] - clipRange, upper = oldValues.scalars[i] + clipRange
+        let insideBounds: T = (value >= lower && value <= upper) ? 1 : 0
+        gradValues.scalars[i] = perToken * (toUnclipped * 2 * (value - target)
+                                            + toClipped * 2 * (valueClipped - target) * insideBounds)
+    }
+    return gradValues
+}

@@ -70,17 +70,11 @@ public func dpoLoss<T: FloatScalar>(
     try check.noNaN(refBetterLogProbs, "ref_better_log_probs")
     try check.noNaN(refWorseLogProbs, "ref_worse_log_probs")
 
-    /// S(x) for one row: the sum of its per-token log-probs, accumulated in Double.
-    func sequenceLogProb(_ x: Tensor<T>, _ row: Int) -> T {
-        T(x.row(row).reduce(0.0) { $0 + Double($1) })
-    }
-
     let scale = T(beta)
     var betterRewards = [T](), worseRewards = [T](), pairLosses = [T]()
     var lossSum = 0.0
     for row in 0..<batchSize {
-        let betterLogRatio = sequenceLogProb(betterLogProbs, row) - sequenceLogProb(refBetterLogProbs, row)
-        let worseLogRatio = sequenceLogProb(worseLogProbs, row) - sequenceLogProb(refWorseLogProbs, row)
+        let (betterLogRatio, worseLogRatio) = logRatios(row, betterLogProbs, worseLogProbs, refBetterLogProbs, refWorseLogProbs)
         let pairLoss = -logSigmoid(scale * (betterLogRatio - worseLogRatio))
         pairLosses.append(pairLoss)
         lossSum += Double(pairLoss)
@@ -99,4 +93,60 @@ public func dpoLoss<T: FloatScalar>(
     )
     try check.noNaNInResult(Tensor(scalar: result.loss), "loss")
     return result
+}
+
+/// The gradients of `dpoLoss` with respect to the policy's per-token log-probs.
+public struct DPOLossGradients<T: FloatScalar>: Sendable {
+    /// ∂ loss / ∂ better_log_probs. Shape [B, T].
+    public var gradBetterLogProbs: Tensor<T>
+    /// ∂ loss / ∂ worse_log_probs. Shape [B, T].
+    public var gradWorseLogProbs: Tensor<T>
+}
+
+/// The gradient of `dpoLoss` with respect to the policy's log-probs (the reference
+/// ones are constants).
+///
+/// ```
+/// loss = (1/B) Σ_i -log σ(z_i),   z_i = β · (h_w,i - h_l,i),   h = Σ_t logπ - Σ_t logπ_ref
+/// ∂ loss / ∂ better_log_probs[i, t] = -(β / B) · σ(-z_i)       for every t
+/// ∂ loss / ∂ worse_log_probs[i, t]  = +(β / B) · σ(-z_i)       for every t
+/// ```
+///
+/// Shapes: as `dpoLoss`; both gradients [B, T].
+///
+/// Every position of a row gets the same gradient, padding included, because the
+/// sequence log-prob is a plain sum over T. σ(-z) is the weight: a pair the policy
+/// already ranks far apart (z large) barely moves; a wrongly ranked pair moves by
+/// up to β / B per token.
+///
+/// - Throws: ``StageError`` as `dpoLoss` does.
+public func dpoLossGradLogProbs<T: FloatScalar>(
+    betterLogProbs: Tensor<T>, worseLogProbs: Tensor<T>, refBetterLogProbs: Tensor<T>, refWorseLogProbs: Tensor<T>,
+    beta: Double
+) throws(StageError) -> DPOLossGradients<T> {
+    _ = try dpoLoss(betterLogProbs: betterLogProbs, worseLogProbs: worseLogProbs,
+                    refBetterLogProbs: refBetterLogProbs, refWorseLogProbs: refWorseLogProbs, beta: beta)  // the checks
+    let batchSize = betterLogProbs.shape[0]
+    let scale = T(beta)
+    var gradBetter = Tensor<T>(shape: betterLogProbs.shape, repeating: 0)
+    var gradWorse = Tensor<T>(shape: worseLogProbs.shape, repeating: 0)
+    for row in 0..<batchSize {
+        let (betterLogRatio, worseLogRatio) = logRatios(row, betterLogProbs, worseLogProbs, refBetterLogProbs, refWorseLogProbs)
+        let z = scale * (betterLogRatio - worseLogRatio)
+        let weight = (T(1) / T(batchSize)) * sigmoid(-z) * scale
+        for t in 0..<betterLogProbs.shape[1] { gradBetter[row, t] = -weight }
+        for t in 0..<worseLogProbs.shape[1] { gradWorse[row, t] = weight }
+    }
+    return DPOLossGradients(gradBetterLogProbs: gradBetter, gradWorseLogProbs: gradWorse)
+}
+
+/// h_w and h_l of one row: each sequence log-prob S(x) = Σ_t x[t] (accumulated in
+/// Double, rounded once) minus the reference's.
+private func logRatios<T: FloatScalar>(
+    _ row: Int, _ better: Tensor<T>, _ worse: Tensor<T>, _ refBetter: Tensor<T>, _ refWorse: Tensor<T>
+) -> (better: T, worse: T) {
+    func sequenceLogProb(_ x: Tensor<T>) -> T {
+        T(x.row(row).reduce(0.0) { $0 + Double($1) })
+    }
+    return (sequenceLogProb(better) - sequenceLogProb(refBetter), sequenceLogProb(worse) - sequenceLogProb(refWorse))
 }

@@ -48,3 +48,47 @@ public func gatherLogProbs<T: FloatScalar>(logits: Tensor<T>, labels: Tensor<Int
     try check.noNaNInResult(result, "log_probs")
     return result
 }
+
+/// The gradient of `gatherLogProbs` with respect to the logits, given the
+/// upstream gradient of each log-prob.
+///
+/// ```
+/// log_probs[b, t] = x_y - log Σ_v exp(x_v)            (x = logits[b, t, :], y = label)
+/// ∂ log_probs[b, t] / ∂ x_v = 1[v = y] - softmax(x)_v
+/// grad_logits[b, t, v] = grad_output[b, t] · (1[v = y] - softmax(x)_v)
+/// ```
+///
+/// Shapes: `logits` [B, T, V], `labels` [B, T], `gradOutput` [B, T] ->
+/// `grad_logits` [B, T, V] = ∂ Σ_{b,t} (log_probs · grad_output) / ∂ logits.
+///
+/// Every row of `grad_logits` sums to zero (the softmax sums to one), and a
+/// `-inf` logit gets exactly zero gradient (its softmax is 0). The softmax is
+/// formed as `exp(log_softmax)`, as PyTorch's `log_softmax` backward does.
+///
+/// Matches PyTorch autograd through DeepSpeed-Chat's `gather_log_probs`.
+///
+/// - Throws: ``StageError`` as `gatherLogProbs` does, and for a `gradOutput` whose
+///   shape is not [B, T] or that holds NaN.
+public func gatherLogProbsGradLogits<T: FloatScalar>(
+    logits: Tensor<T>, labels: Tensor<Int64>, gradOutput: Tensor<T>
+) throws(StageError) -> Tensor<T> {
+    _ = try gatherLogProbs(logits: logits, labels: labels)  // every input check, once
+    let check = InputCheck(stage: "gather_log_probs")
+    let batchSize = logits.shape[0], length = logits.shape[1], vocabularySize = logits.shape[2]
+    try check.shape(gradOutput, "grad_output", equals: [batchSize, length], sameAs: "[B, T] from logits \(describe(shape: logits.shape))")
+    try check.noNaN(gradOutput, "grad_output")
+
+    var gradLogits = Tensor<T>(shape: logits.shape, repeating: 0)
+    for position in 0..<(batchSize * length) {
+        let rowStart = position * vocabularySize
+        let (maximum, logSumShifted) = logSumExpParts(logits.scalars[rowStart..<(rowStart + vocabularySize)])
+        let upstream = gradOutput.scalars[position]
+        let label = Int(labels.scalars[position])
+        for v in 0..<vocabularySize {
+            let probability = T.exp((logits.scalars[rowStart + v] - maximum) - logSumShifted)
+            let oneHot: T = v == label ? upstream : 0
+            gradLogits.scalars[rowStart + v] = oneHot - probability * upstream
+        }
+    }
+    return gradLogits
+}

@@ -7,18 +7,24 @@ import ActorLoss
 import CriticLoss
 import DPOLoss
 import PPOStep
+import SFTLoss
 
-/// The stages of format `rlhf-golden-v1`, with the outputs each one produces.
+/// The stages of format `rlhf-golden-v1`, with the outputs each one produces
+/// (gradients last; `gather_log_probs` gives `grad_logits` only when the fixture
+/// has the input `grad_output`).
 public let stageOutputs: [String: [String]] = [
-    "gather_log_probs": ["log_probs"],
-    "reward_pairwise_loss": ["loss", "chosen_mean_scores", "rejected_mean_scores"],
+    "gather_log_probs": ["log_probs", "grad_logits"],
+    "reward_pairwise_loss": ["loss", "chosen_mean_scores", "rejected_mean_scores", "grad_rewards"],
     "reward_end_scores": ["end_scores"],
     "compute_rewards": ["rewards"],
     "gae": ["advantages", "returns"],
-    "actor_loss": ["loss"],
-    "critic_loss": ["loss"],
-    "dpo_loss": ["loss", "reward", "better_sample_reward", "worse_sample_reward", "reward_accuracy", "reward_margin"],
+    "actor_loss": ["loss", "grad_log_probs"],
+    "critic_loss": ["loss", "grad_values"],
+    "dpo_loss": ["loss", "reward", "better_sample_reward", "worse_sample_reward", "reward_accuracy", "reward_margin",
+                 "grad_better_log_probs", "grad_worse_log_probs"],
     "ppo_losses": ["rewards", "old_values", "advantages", "returns", "actor_loss", "critic_loss"],
+    // Added after v1 (a new stage never changes an old one).
+    "sft_loss": ["loss", "grad_logits"],
 ]
 
 /// Runs a fixture's stage on its inputs, in the precision of its float inputs, and
@@ -42,16 +48,25 @@ public func runStage(_ fixture: Fixture) throws -> [String: FixtureTensor] {
 private func run<T: FloatScalar>(_ fixture: Fixture, reader r: InputReader<T>) throws -> [String: FixtureTensor] {
     switch fixture.stage {
     case "gather_log_probs":
-        let logProbs = try gatherLogProbs(logits: r.float("logits"), labels: r.ids("labels"))
-        return ["log_probs": FixtureTensor(logProbs)]
+        let logits = try r.float("logits"), labels = try r.ids("labels")
+        var outputs = ["log_probs": FixtureTensor(try gatherLogProbs(logits: logits, labels: labels))]
+        if fixture.inputs["grad_output"] != nil {
+            outputs["grad_logits"] = FixtureTensor(
+                try gatherLogProbsGradLogits(logits: logits, labels: labels, gradOutput: r.float("grad_output")))
+        }
+        return outputs
 
     case "reward_pairwise_loss":
-        let result = try pairwiseRewardLoss(inputIds: r.ids("input_ids"), rewards: r.float("rewards"),
-                                            padId: Int64(r.int("pad_id")),
-                                            numPaddingAtBeginning: r.int("num_padding_at_beginning"))
+        let inputIds = try r.ids("input_ids"), rewards = try r.float("rewards")
+        let padId = Int64(try r.int("pad_id")), skipped = try r.int("num_padding_at_beginning")
+        let result = try pairwiseRewardLoss(inputIds: inputIds, rewards: rewards, padId: padId,
+                                            numPaddingAtBeginning: skipped)
+        let grad = try pairwiseRewardLossGradRewards(inputIds: inputIds, rewards: rewards, padId: padId,
+                                                     numPaddingAtBeginning: skipped)
         return ["loss": FixtureTensor(scalar: result.loss),
                 "chosen_mean_scores": FixtureTensor(result.chosenMeanScores),
-                "rejected_mean_scores": FixtureTensor(result.rejectedMeanScores)]
+                "rejected_mean_scores": FixtureTensor(result.rejectedMeanScores),
+                "grad_rewards": FixtureTensor(grad)]
 
     case "reward_end_scores":
         let endScores = try rewardEndScores(inputIds: r.ids("input_ids"), values: r.float("values"),
@@ -71,22 +86,34 @@ private func run<T: FloatScalar>(_ fixture: Fixture, reader r: InputReader<T>) t
         return ["advantages": FixtureTensor(result.advantages), "returns": FixtureTensor(result.returns)]
 
     case "actor_loss":
-        let result = try actorLoss(logProbs: r.float("log_probs"), oldLogProbs: r.float("old_log_probs"),
-                                   advantages: r.float("advantages"), mask: r.mask("mask"),
-                                   cliprange: r.real("cliprange"))
-        return ["loss": FixtureTensor(scalar: result.loss)]
+        let logProbs = try r.float("log_probs"), oldLogProbs = try r.float("old_log_probs")
+        let advantages = try r.float("advantages"), mask = try r.mask("mask"), cliprange = try r.real("cliprange")
+        let result = try actorLoss(logProbs: logProbs, oldLogProbs: oldLogProbs, advantages: advantages, mask: mask,
+                                   cliprange: cliprange)
+        let grad = try actorLossGradLogProbs(logProbs: logProbs, oldLogProbs: oldLogProbs, advantages: advantages,
+                                             mask: mask, cliprange: cliprange)
+        return ["loss": FixtureTensor(scalar: result.loss), "grad_log_probs": FixtureTensor(grad)]
 
     case "critic_loss":
-        let result = try criticLoss(values: r.float("values"), oldValues: r.float("old_values"),
-                                    returns: r.float("returns"), mask: r.mask("mask"),
-                                    cliprangeValue: r.real("cliprange_value"))
-        return ["loss": FixtureTensor(scalar: result.loss)]
+        let values = try r.float("values"), oldValues = try r.float("old_values"), returns = try r.float("returns")
+        let mask = try r.mask("mask"), cliprangeValue = try r.real("cliprange_value")
+        let result = try criticLoss(values: values, oldValues: oldValues, returns: returns, mask: mask,
+                                    cliprangeValue: cliprangeValue)
+        let grad = try criticLossGradValues(values: values, oldValues: oldValues, returns: returns, mask: mask,
+                                            cliprangeValue: cliprangeValue)
+        return ["loss": FixtureTensor(scalar: result.loss), "grad_values": FixtureTensor(grad)]
 
     case "dpo_loss":
-        let result = try dpoLoss(betterLogProbs: r.float("better_log_probs"), worseLogProbs: r.float("worse_log_probs"),
-                                 refBetterLogProbs: r.float("ref_better_log_probs"),
-                                 refWorseLogProbs: r.float("ref_worse_log_probs"), beta: r.real("beta"))
+        let better = try r.float("better_log_probs"), worse = try r.float("worse_log_probs")
+        let refBetter = try r.float("ref_better_log_probs"), refWorse = try r.float("ref_worse_log_probs")
+        let beta = try r.real("beta")
+        let result = try dpoLoss(betterLogProbs: better, worseLogProbs: worse, refBetterLogProbs: refBetter,
+                                 refWorseLogProbs: refWorse, beta: beta)
+        let grads = try dpoLossGradLogProbs(betterLogProbs: better, worseLogProbs: worse, refBetterLogProbs: refBetter,
+                                            refWorseLogProbs: refWorse, beta: beta)
         return ["loss": FixtureTensor(scalar: result.loss),
+                "grad_better_log_probs": FixtureTensor(grads.gradBetterLogProbs),
+                "grad_worse_log_probs": FixtureTensor(grads.gradWorseLogProbs),
                 "reward": FixtureTensor(result.reward),
                 "better_sample_reward": FixtureTensor(result.betterSampleReward),
                 "worse_sample_reward": FixtureTensor(result.worseSampleReward),
@@ -106,6 +133,13 @@ private func run<T: FloatScalar>(_ fixture: Fixture, reader r: InputReader<T>) t
                 "advantages": FixtureTensor(result.advantages), "returns": FixtureTensor(result.returns),
                 "actor_loss": FixtureTensor(scalar: result.actor.loss),
                 "critic_loss": FixtureTensor(scalar: result.critic.loss)]
+
+    case "sft_loss":
+        let logits = try r.float("logits"), labels = try r.ids("labels")
+        let ignoreIndex = Int64(fixture.params["ignore_index"] == nil ? -100 : try r.int("ignore_index"))
+        let result = try sftLoss(logits: logits, labels: labels, ignoreIndex: ignoreIndex)
+        let grad = try sftLossGradLogits(logits: logits, labels: labels, ignoreIndex: ignoreIndex)
+        return ["loss": FixtureTensor(scalar: result.loss), "grad_logits": FixtureTensor(grad)]
 
     default:
         throw FixtureProblem(field: "stage", "unknown stage \"\(fixture.stage)\"")

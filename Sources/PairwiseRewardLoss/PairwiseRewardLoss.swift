@@ -147,3 +147,41 @@ public func pairwiseRewardLoss<T: FloatScalar>(
     try check.noNaNInResult(Tensor(scalar: loss), "loss")
     return result
 }
+
+/// The gradient of `pairwiseRewardLoss` with respect to the per-token rewards.
+///
+/// ```
+/// loss = (1/B) Σ_i (1/|W_i|) Σ_{t in W_i} -log σ(c_t - r_t)      W_i = [div_i, end_i)
+/// d/dx (-log σ(x)) = -σ(-x)
+/// grad_rewards[chosen row i, t]   = -σ(r_t - c_t) / (B · |W_i|)   for t in W_i
+/// grad_rewards[rejected row i, t] = +σ(r_t - c_t) / (B · |W_i|)   for t in W_i
+/// ```
+///
+/// Shapes: as `pairwiseRewardLoss`; `grad_rewards` [2B, L], zero outside each
+/// pair's window (the prompt, and padding past the later end). The end scores are
+/// reported, not trained: they carry no gradient.
+///
+/// Each pair's gradient pushes chosen rewards up and rejected ones down by the same
+/// amount, so a chosen and rejected row sum to zero. With equal rewards the
+/// gradient is ±1/(2·B·|W|), not zero: the loss ln 2 still asks for a margin.
+///
+/// - Throws: ``StageError`` as `pairwiseRewardLoss` does.
+public func pairwiseRewardLossGradRewards<T: FloatScalar>(
+    inputIds: Tensor<Int64>, rewards: Tensor<T>, padId: Int64, numPaddingAtBeginning: Int
+) throws(StageError) -> Tensor<T> {
+    let forward = try pairwiseRewardLoss(inputIds: inputIds, rewards: rewards, padId: padId,
+                                         numPaddingAtBeginning: numPaddingAtBeginning)
+    let batchSize = inputIds.shape[0] / 2
+    var gradRewards = Tensor<T>(shape: rewards.shape, repeating: 0)
+    for pair in 0..<batchSize {
+        let chosenRow = pair, rejectedRow = batchSize + pair
+        let window = forward.divergenceIndices[pair]..<forward.endIndices[pair]
+        let weight = (T(1) / T(batchSize)) / T(window.count)
+        for t in window {
+            let gradChosen = -weight * sigmoid(rewards[rejectedRow, t] - rewards[chosenRow, t])
+            gradRewards[chosenRow, t] = gradChosen
+            gradRewards[rejectedRow, t] = -gradChosen
+        }
+    }
+    return gradRewards
+}

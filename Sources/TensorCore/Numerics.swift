@@ -57,3 +57,33 @@ public func maskedSum<T: FloatScalar>(_ values: [T], mask: [Int64]) -> (sum: T, 
     }
     return (T(sum), count)
 }
+
+/// How `max(a, b)` passes its gradient back: all to the larger, half to each on a tie.
+///
+/// ```
+/// a > b: (1, 0)      a < b: (0, 1)      a == b: (1/2, 1/2)
+/// ```
+///
+/// The tie rule is PyTorch's (`torch.maximum` backward), which the losses' golden
+/// gradients are computed with; any split would be a valid subgradient, this one
+/// matches autograd.
+@inlinable
+public func maximumGradientShares<T: FloatScalar>(_ a: T, _ b: T) -> (toFirst: T, toSecond: T) {
+    if a > b { return (1, 0) }
+    if a < b { return (0, 1) }
+    return (0.5, 0.5)
+}
+
+/// σ(x) = 1 / (1 + e^-x), without overflow for any x.
+///
+/// Why two branches: for x = -800, e^-x overflows to inf; 1 / (1 + inf) happens to
+/// give 0, but e^-x / (1 + e^-x) would give inf / inf = NaN. Each branch only
+/// exponentiates a non-positive number.
+@inlinable
+public func sigmoid<T: FloatScalar>(_ x: T) -> T {
+    if x >= 0 {
+        return 1 / (1 + T.exp(-x))
+    }
+    let e = T.exp(x)
+    return e / (1 + e)
+}

@@ -83,3 +83,42 @@ struct ActorLossTests {
         }
     }
 }
+
+@Suite("actor_loss backward")
+struct ActorLossBackwardTests {
+    @Test("grad_log_probs equals central differences, away from the clip boundaries")
+    func finiteDifferences() throws {
+        var rng = SplitMix64(seed: 43)
+        let count = 12
+        // Log-ratios spread over [-0.5, 0.5] but kept 0.01 away from log(0.8) and log(1.2).
+        let logRatios = (0..<count).map { i -> Double in
+            let r = rng.uniform(-0.5, 0.5)
+            return abs(r - log(1.2)) < 0.01 || abs(r - log(0.8)) < 0.01 ? r + 0.03 : r
+        }
+        let old = rng.uniform(count: count, -3, -1)
+        let x = (0..<count).map { old[$0] + logRatios[$0] }
+        let advantages = Tensor.make([3, 4], rng.uniform(count: count, -2, 2))
+        let mask = Tensor.make([3, 4], [1, 1, 1, 0, 1, 1, 0, 0, 1, 1, 1, 1] as [Int64])
+        let oldLogProbs = Tensor.make([3, 4], old)
+        let grad = try actorLossGradLogProbs(logProbs: Tensor.make([3, 4], x), oldLogProbs: oldLogProbs,
+                                             advantages: advantages, mask: mask, cliprange: 0.2)
+        let numeric = try centralDifferenceGradient(at: x) { probe in
+            Double(try actorLoss(logProbs: Tensor.make([3, 4], probe), oldLogProbs: oldLogProbs, advantages: advantages,
+                                 mask: mask, cliprange: 0.2).loss)
+        }
+        expectClose(grad, numeric, abs: 1e-9, rel: 1e-6, "grad_log_probs vs finite differences")
+    }
+
+    @Test("the gradient is zero for every clipped token and -A·ratio/n elsewhere")
+    func zeroWhereClipped() throws {
+        // (ratio, A): clipped when A > 0 and ratio > 1.2, or A < 0 and ratio < 0.8.
+        let cases: [(ratio: Double, advantage: Double, clipped: Bool)] = [
+            (1.5, 1, true), (0.5, -1, true), (1.5, -1, false), (0.5, 1, false), (1.1, 2, false), (0.9, -2, false),
+        ]
+        let grad = try actorLossGradLogProbs(
+            logProbs: Tensor.make([1, 6], cases.map { log($0.ratio) }), oldLogProbs: Tensor(shape: [1, 6], repeating: 0),
+            advantages: Tensor.make([1, 6], cases.map(\.advantage)), mask: Tensor(shape: [1, 6], repeating: 1), cliprange: 0.2)
+        let expected = cases.map { $0.clipped ? 0 : -$0.advantage * $0.ratio / 6 }
+        expectClose(grad, expected, abs: 1e-15, rel: 1e-12, "grad_log_probs")
+    }
+}

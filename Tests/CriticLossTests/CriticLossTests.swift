@@ -51,3 +51,36 @@ struct CriticLossTests {
         }
     }
 }
+
+@Suite("critic_loss backward")
+struct CriticLossBackwardTests {
+    @Test("grad_values equals central differences, away from the clip boundaries and ties")
+    func finiteDifferences() throws {
+        var rng = SplitMix64(seed: 47)
+        let old = rng.uniform(count: 8, -1, 1)
+        // Values 0.05..0.6 away from the old ones: some inside ±0.2, some outside, none at ±0.2.
+        let x = (0..<8).map { i -> Double in
+            let offset = [0.05, -0.1, 0.35, -0.5, 0.15, 0.6, -0.3, 0.08][i]
+            return old[i] + offset
+        }
+        let returns = Tensor.make([2, 4], rng.uniform(count: 8, -2, 2))
+        let mask = Tensor.make([2, 4], [1, 1, 1, 1, 1, 0, 1, 1] as [Int64])
+        let oldValues = Tensor.make([2, 4], old)
+        let grad = try criticLossGradValues(values: Tensor.make([2, 4], x), oldValues: oldValues, returns: returns,
+                                            mask: mask, cliprangeValue: 0.2)
+        let numeric = try centralDifferenceGradient(at: x) { probe in
+            Double(try criticLoss(values: Tensor.make([2, 4], probe), oldValues: oldValues, returns: returns, mask: mask,
+                                  cliprangeValue: 0.2).loss)
+        }
+        expectClose(grad, numeric, abs: 1e-9, rel: 1e-6, "grad_values vs finite differences")
+    }
+
+    @Test("by hand: zero where the clipped error wins outside the bounds (pitfalls test 19)")
+    func byHand() throws {
+        // R = 10, old = 5, new = 1: the unclipped error 81 wins; ∂/∂V ½(V - R)² = V - R = -9.
+        // R = 10, old = 1, new = 5: the clipped error 77.44 wins and 5 is outside [0.8, 1.2]: 0.
+        let grad = try criticLossGradValues(values: matrix([[1, 5]]), oldValues: matrix([[5, 1]]), returns: matrix([[10, 10]]),
+                                            mask: intMatrix([[1, 1]]), cliprangeValue: 0.2)
+        expectClose(grad, [-9.0 / 2, 0], abs: 0, rel: 1e-15, "grad_values (mean over 2 tokens)")
+    }
+}

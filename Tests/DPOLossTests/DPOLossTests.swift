@@ -77,3 +77,34 @@ struct DPOLossTests {
         }
     }
 }
+
+@Suite("dpo_loss backward")
+struct DPOLossBackwardTests {
+    @Test("the gradients equal central differences")
+    func finiteDifferences() throws {
+        var rng = SplitMix64(seed: 53)
+        let better = rng.uniform(count: 8, -3, 0), worse = rng.uniform(count: 8, -3, 0)
+        let refBetter = Tensor.make([2, 4], rng.uniform(count: 8, -3, 0))
+        let refWorse = Tensor.make([2, 4], rng.uniform(count: 8, -3, 0))
+        let grads = try dpoLossGradLogProbs(betterLogProbs: Tensor.make([2, 4], better), worseLogProbs: Tensor.make([2, 4], worse),
+                                            refBetterLogProbs: refBetter, refWorseLogProbs: refWorse, beta: 0.5)
+        let numeric = try centralDifferenceGradient(at: better + worse) { probe in
+            Double(try dpoLoss(betterLogProbs: Tensor.make([2, 4], Array(probe[..<8])),
+                               worseLogProbs: Tensor.make([2, 4], Array(probe[8...])),
+                               refBetterLogProbs: refBetter, refWorseLogProbs: refWorse, beta: 0.5).loss)
+        }
+        expectClose(grads.gradBetterLogProbs, Array(numeric[..<8]), abs: 1e-9, rel: 1e-6, "grad_better_log_probs")
+        expectClose(grads.gradWorseLogProbs, Array(numeric[8...]), abs: 1e-9, rel: 1e-6, "grad_worse_log_probs")
+    }
+
+    @Test("by hand: every token of a row gets -(β/B)·σ(-z), padding included")
+    func byHand() throws {
+        // The pitfalls' pair: z = β·(h_w - h_l) = 0.21, B = 1.
+        let grads = try dpoLossGradLogProbs(betterLogProbs: matrix([[-1.5, -0.5, 0]]), worseLogProbs: matrix([[-2, -2, -1]]),
+                                            refBetterLogProbs: matrix([[-1, -1.1, 0]]), refWorseLogProbs: matrix([[-1, -1, -1]]),
+                                            beta: 0.1)
+        let weight = 0.1 / (1 + exp(0.21))  // β·σ(-0.21)
+        expectClose(grads.gradBetterLogProbs, [-weight, -weight, -weight], "grad_better_log_probs")
+        expectClose(grads.gradWorseLogProbs, [weight, weight, weight], "grad_worse_log_probs")
+    }
+}

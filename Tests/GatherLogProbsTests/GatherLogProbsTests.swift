@@ -122,3 +122,36 @@ struct GatherLogProbsTests {
         }
     }
 }
+
+@Suite("gather_log_probs backward")
+struct GatherLogProbsBackwardTests {
+    @Test("grad_logits equals central differences of Σ log_probs · grad_output")
+    func finiteDifferences() throws {
+        var rng = SplitMix64(seed: 31)
+        let shape = [2, 3, 5]
+        let x = rng.uniform(count: 30, -3, 3)
+        let labels = Tensor.make([2, 3], (0..<6).map { _ in Int64.random(in: 0..<5, using: &rng) })
+        let upstream = Tensor.make([2, 3], rng.uniform(count: 6, -1, 1))
+        let grad = try gatherLogProbsGradLogits(logits: Tensor.make(shape, x), labels: labels, gradOutput: upstream)
+        let numeric = try centralDifferenceGradient(at: x) { probe in
+            let logProbs = try gatherLogProbs(logits: Tensor.make(shape, probe), labels: labels)
+            return zip(logProbs.scalars, upstream.scalars).reduce(0) { $0 + $1.0 * $1.1 }
+        }
+        expectClose(grad, numeric, abs: 1e-8, rel: 1e-6, "grad_logits vs finite differences")
+    }
+
+    @Test("each row of grad_logits sums to zero; a -inf logit gets exactly zero")
+    func rowsSumToZero() throws {
+        var rng = SplitMix64(seed: 37)
+        var x = rng.uniform(count: 2 * 4 * 7, -5, 5)
+        x[3] = -.infinity
+        let labels = Tensor.make([2, 4], (0..<8).map { Int64($0 % 3) })
+        let upstream = Tensor.make([2, 4], rng.uniform(count: 8, -2, 2))
+        let grad = try gatherLogProbsGradLogits(logits: Tensor.make([2, 4, 7], x), labels: labels, gradOutput: upstream)
+        for row in 0..<8 {
+            let sum = (0..<7).reduce(0.0) { $0 + grad.scalars[row * 7 + $1] }
+            expectClose([sum], [0], abs: 1e-15, rel: 0, "Σ_v grad_logits[row \(row)]")
+        }
+        #expect(grad.scalars[3] == 0)
+    }
+}

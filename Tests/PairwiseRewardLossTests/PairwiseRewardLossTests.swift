@@ -164,3 +164,34 @@ struct RewardEndScoresTests {
         }
     }
 }
+
+@Suite("reward_pairwise_loss backward")
+struct PairwiseRewardLossBackwardTests {
+    // Pair 0: window [1, 3); pair 1: window [2, 5) (the rejected row has no pad: its end is L).
+    static let ids = intMatrix([[1, 5, 6, 0, 0], [1, 2, 3, 4, 0], [1, 7, 0, 0, 0], [1, 2, 9, 9, 9]])
+
+    @Test("grad_rewards equals central differences of the loss")
+    func finiteDifferences() throws {
+        var rng = SplitMix64(seed: 41)
+        let x = rng.uniform(count: 20, -2, 2)
+        let grad = try pairwiseRewardLossGradRewards(inputIds: Self.ids, rewards: Tensor.make([4, 5], x), padId: 0,
+                                                     numPaddingAtBeginning: 0)
+        let numeric = try centralDifferenceGradient(at: x) { probe in
+            Double(try pairwiseRewardLoss(inputIds: Self.ids, rewards: Tensor.make([4, 5], probe), padId: 0,
+                                          numPaddingAtBeginning: 0).loss)
+        }
+        expectClose(grad, numeric, abs: 1e-9, rel: 1e-6, "grad_rewards vs finite differences")
+    }
+
+    @Test("zero outside each window; a pair's chosen and rejected gradients cancel; equal rewards give ±1/(2·B·|W|)")
+    func invariants() throws {
+        let grad = try pairwiseRewardLossGradRewards(inputIds: Self.ids, rewards: Tensor<Double>(shape: [4, 5], repeating: 0.5),
+                                                     padId: 0, numPaddingAtBeginning: 0)
+        // B = 2. Pair 0: |W| = 2, σ(0) / (2 · 2) = 1/8. Pair 1: |W| = 3, σ(0) / (2 · 3) = 1/12.
+        let (e, f) = (0.125, 1.0 / 12)
+        expectClose(grad, [0, -e, -e, 0, 0,
+                           0, 0, -f, -f, -f,
+                           0, e, e, 0, 0,
+                           0, 0, f, f, f], abs: 1e-17, rel: 0, "grad_rewards with equal rewards")
+    }
+}
