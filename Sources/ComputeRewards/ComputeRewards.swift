@@ -58,13 +58,12 @@ public func computeRewards<T: FloatScalar>(
     let negativeKLCoefficient = T(-klCtl)
     let clipBound = T(clipRewardValue)
     var rewards = Tensor<T>(shape: logProbs.shape, repeating: 0)
+    let landing = scorePositions(actionMask: actionMask, start: start)
     for row in 0..<batchSize {
         for t in 0..<positions {
             rewards[row, t] = negativeKLCoefficient * (logProbs[row, t] - refLogProbs[row, t])
         }
-        let answerLength = (start..<positions).reduce(0) { $0 + Int(actionMask[row, $1]) }
-        let end = start + answerLength + 1
-        let scorePosition = min(end, positions) - 1
+        let scorePosition = landing[row]
         let clippedScore = min(max(rewardScore.scalars[row], -clipBound), clipBound)
         rewards[row, scorePosition] += clippedScore
     }
@@ -72,14 +71,29 @@ public func computeRewards<T: FloatScalar>(
     return rewards
 }
 
-/// Where `computeRewards` puts each row's score: `min(start + n, N - 1)`.
+/// DeepSpeed-Chat's `ends`: one past where each row's score lands.
 ///
-/// Shapes: `actionMask` [B, N] int64 -> one position per row. Exposed so a reader
-/// (and the PPO step) can show and reuse the exact index.
-public func scorePositions(actionMask: Tensor<Int64>, start: Int) -> [Int] {
+/// ```
+/// n[b]    = Σ_{t >= start} action_mask[b, t]      ones counted, not positions
+/// ends[b] = start + n[b] + 1
+/// ```
+///
+/// Shapes: `actionMask` [B, N] int64 -> one index per row, in `[start + 1, N + 1]`.
+/// `compute_rewards` adds the score at `rewards[b, start:ends[b]][-1]`, and
+/// `train_rlhf` zeroes rewards and values from `ends[b]` on.
+public func answerEnds(actionMask: Tensor<Int64>, start: Int) -> [Int] {
     let batchSize = actionMask.shape[0], positions = actionMask.shape[1]
     return (0..<batchSize).map { row in
-        let answerLength = (start..<positions).reduce(0) { $0 + Int(actionMask[row, $1]) }
-        return min(start + answerLength + 1, positions) - 1
+        start + (start..<positions).reduce(0) { $0 + Int(actionMask[row, $1]) } + 1
     }
+}
+
+/// Where `computeRewards` puts each row's score: `min(ends, N) - 1`, which is
+/// `start + n` (one past the last answer token) for a padded answer and `N - 1`
+/// for an answer that runs to the end of the row.
+///
+/// Shapes: `actionMask` [B, N] int64 -> one position per row.
+public func scorePositions(actionMask: Tensor<Int64>, start: Int) -> [Int] {
+    let positions = actionMask.shape[1]
+    return answerEnds(actionMask: actionMask, start: start).map { min($0, positions) - 1 }
 }

@@ -128,12 +128,9 @@ public func ppoLosses<T: FloatScalar>(
     // Zero rewards and values from each row's end on (the end itself is one past
     // the score position, so the score survives).
     var oldValues = values
-    var ends = [Int]()
+    let ends = answerEnds(actionMask: actionMask, start: start)
     for row in 0..<batchSize {
-        let answerLength = (start..<positions).reduce(0) { $0 + Int(actionMask[row, $1]) }
-        let end = start + answerLength + 1
-        ends.append(end)
-        for t in min(end, positions)..<positions {
+        for t in min(ends[row], positions)..<positions {
             rewards[row, t] = 0
             oldValues[row, t] = 0
         }
