@@ -152,7 +152,9 @@ public final class Chapter {
         let comparison = golden.count == ours.count
             ? compare(got: ours, expected: golden, tolerance: tolerance) : nil
         print("")
-        print("  \(output): ours beside GoldenData/\(fixture.stage)/\(fixture.name).json (\(tolerance))")
+        let heading = "  \(output): ours beside GoldenData/\(fixture.stage)/\(fixture.name).json"
+        // Keep within 100 columns: a long fixture path pushes the tolerance to its own line.
+        print(heading.count + "\(tolerance)".count + 3 <= 100 ? "\(heading) (\(tolerance))" : "\(heading)\n    (\(tolerance))")
         var table = Table(["", "ours", "golden", ""])
         for i in 0..<max(ours.count, golden.count) {
             let label = labels?[i] ?? (expected.shape.count > 1
