@@ -66,6 +66,7 @@ let chapters = [
     "06-critic-loss",
     "07-ppo-step",
     "08-dpo-loss",
+    "09-gradients",
 ]
 
 for chapter in chapters {
