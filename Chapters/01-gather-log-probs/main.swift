@@ -47,30 +47,6 @@ struct Wrapped: Error, CustomStringConvertible {
     }
 }
 
-/// Runs `body` (a `chapter.check`) and re-wraps any line it prints wider than 100 columns at its
-/// last " (" — the check header names the fixture path and the tolerance on one line, and long
-/// fixture names overflow it. Lines that fit pass through unchanged.
-@MainActor func fitted(_ body: () -> Void) {
-    fflush(nil)
-    let pipe = Pipe(), saved = dup(1)
-    dup2(pipe.fileHandleForWriting.fileDescriptor, 1)
-    body()
-    fflush(nil)
-    dup2(saved, 1)
-    close(saved)
-    pipe.fileHandleForWriting.closeFile()
-    let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    for line in text.split(separator: "\n", omittingEmptySubsequences: false).dropLast() {
-        guard line.count > 100, let cut = line.prefix(100).range(of: " (", options: .backwards) else {
-            print(line)
-            continue
-        }
-        let indent = String(line.prefix(while: { $0 == " " }))
-        print(line[..<cut.lowerBound])
-        print(indent + "  (" + line[cut.upperBound...])
-    }
-}
-
 // MARK: 1. The one-token shift
 
 chapter.heading("1. The one-token shift: logits[:, :-1] against seq[:, 1:]")
@@ -100,7 +76,7 @@ chapter.say("""
 The first answer token seq[\(promptLength)] is scored by the logits at t = \(start), not \(promptLength): in log-prob coordinates
 the answer starts at start = prompt_length - 1. PPO slices log_probs[:, start:] (chapters 03-05).
 """)
-fitted { chapter.check("log_probs", ours: randomResult, against: random) }
+chapter.check("log_probs", ours: randomResult, against: random)
 
 chapter.say("""
 
@@ -153,7 +129,7 @@ m = \(fmt(singleMax, 2)), sum of exp(x - m) = \(fmt(shiftedExp.reduce(0, +))), i
 (\(fmt(singleRow[singleLabel], 2)) - \(fmt(singleMax, 2))) - \(fmt(log(shiftedExp.reduce(0, +)))) = \(fmt(singleSoftmax[singleLabel])).
 """)
 let singleResult = chapter.must { try gatherLogProbs(logits: singleLogits, labels: singleLabels) }
-fitted { chapter.check("log_probs", ours: singleResult, against: single) }
+chapter.check("log_probs", ours: singleResult, against: single)
 
 // MARK: 3. Why log_softmax and not log(softmax)
 
@@ -209,8 +185,8 @@ sum exp(x - m) = \(fmt(firstRow.map { exp($0 - firstMax) }.reduce(0, +), 1)) (th
 the model is certain. Where the label is not the argmax the answer is x_y - m, thousands below zero,
 and both precisions keep it.
 """)
-fitted { chapter.check("log_probs", ours: bigResult, against: big, digits: 4) }
-fitted { chapter.check("log_probs", ours: bigResult32.scalars.map(Double.init), against: big32, digits: 4) }
+chapter.check("log_probs", ours: bigResult, against: big, digits: 4)
+chapter.check("log_probs", ours: bigResult32.scalars.map(Double.init), against: big32, digits: 4)
 
 // MARK: 4. A masked vocabulary entry
 
@@ -234,7 +210,7 @@ for v in maskedRow.indices {
 }
 chapter.show(maskedTable)
 let maskedResult = chapter.must { try gatherLogProbs(logits: maskedLogits, labels: maskedLabels) }
-fitted { chapter.check("log_probs", ours: maskedResult, against: masked) }
+chapter.check("log_probs", ours: maskedResult, against: masked)
 
 // MARK: 5. An input the library rejects
 

@@ -35,30 +35,6 @@ struct Wrapped: Error, CustomStringConvertible {
     }
 }
 
-/// Runs `body` (a `chapter.check`) and re-wraps any line it prints wider than 100 columns at its
-/// last " (" — the check header names the fixture path and the tolerance on one line, and long
-/// fixture names overflow it. Lines that fit pass through unchanged.
-@MainActor func fitted(_ body: () -> Void) {
-    fflush(nil)
-    let pipe = Pipe(), saved = dup(1)
-    dup2(pipe.fileHandleForWriting.fileDescriptor, 1)
-    body()
-    fflush(nil)
-    dup2(saved, 1)
-    close(saved)
-    pipe.fileHandleForWriting.closeFile()
-    let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    for line in text.split(separator: "\n", omittingEmptySubsequences: false).dropLast() {
-        guard line.count > 100, let cut = line.prefix(100).range(of: " (", options: .backwards) else {
-            print(line)
-            continue
-        }
-        let indent = String(line.prefix(while: { $0 == " " }))
-        print(line[..<cut.lowerBound])
-        print(indent + "  (" + line[cut.upperBound...])
-    }
-}
-
 /// The end of one row by the (k+1)-th pad rule, recomputed here only to print c_end and r_end
 /// side by side; the library keeps their max, `endIndices`, and the scores read at each.
 func endOfRow(_ ids: Tensor<Int64>, _ row: Int, pad: Int64, skip: Int) -> Int {
@@ -156,9 +132,9 @@ Each difference is -0.1: this reward model prefers the rejected answer a little,
 is above ln 2 = 0.693147 and the loss pushes c up and r down. The end scores are read one before
 each end: c[3] = \(fmt(seedResult.chosenMeanScores.scalars[0], 1)) and r[3] = \(fmt(seedResult.rejectedMeanScores.scalars[0], 1)), the numbers the article reads off its example.
 """)
-fitted { chapter.check("loss", ours: seedResult.loss, against: seed) }
-fitted { chapter.check("chosen_mean_scores", ours: seedResult.chosenMeanScores, against: seed) }
-fitted { chapter.check("rejected_mean_scores", ours: seedResult.rejectedMeanScores, against: seed) }
+chapter.check("loss", ours: seedResult.loss, against: seed)
+chapter.check("chosen_mean_scores", ours: seedResult.chosenMeanScores, against: seed)
+chapter.check("rejected_mean_scores", ours: seedResult.rejectedMeanScores, against: seed)
 
 // MARK: 2. A batch of two pairs
 
@@ -184,9 +160,9 @@ padding are scored too (DeepSpeedExamples issue #316): the reference does this, 
 library. Each pair is averaged over its own window, then the pairs are averaged:
 loss = (\(batchResult.pairLosses.map { fmt($0, 6) }.joined(separator: " + "))) / 2 = \(fmt(batchResult.loss, 6)).
 """)
-fitted { chapter.check("loss", ours: batchResult.loss, against: batch) }
-fitted { chapter.check("chosen_mean_scores", ours: batchResult.chosenMeanScores, against: batch) }
-fitted { chapter.check("rejected_mean_scores", ours: batchResult.rejectedMeanScores, against: batch) }
+chapter.check("loss", ours: batchResult.loss, against: batch)
+chapter.check("chosen_mean_scores", ours: batchResult.chosenMeanScores, against: batch)
+chapter.check("rejected_mean_scores", ours: batchResult.rejectedMeanScores, against: batch)
 
 // MARK: 3. num_padding_at_beginning
 
@@ -221,9 +197,9 @@ do {
 } catch {
     chapter.say("  " + Wrapped(error: error).description)
 }
-fitted { chapter.check("loss", ours: optResult.loss, against: opt) }
-fitted { chapter.check("chosen_mean_scores", ours: optResult.chosenMeanScores, against: opt) }
-fitted { chapter.check("rejected_mean_scores", ours: optResult.rejectedMeanScores, against: opt) }
+chapter.check("loss", ours: optResult.loss, against: opt)
+chapter.check("chosen_mean_scores", ours: optResult.chosenMeanScores, against: opt)
+chapter.check("rejected_mean_scores", ours: optResult.rejectedMeanScores, against: opt)
 
 // MARK: 4. An identical pair
 
@@ -248,7 +224,7 @@ rewards is +-1/2 (before the 1/B), not zero; with respect to the model's weights
 the same ids give the same rewards through the same forward and the two pushes cancel.
 Pair 1 is scored at t = 7, which is a pad position in both rows.
 """)
-fitted { chapter.check("loss", ours: sameResult.loss, against: same) }
+chapter.check("loss", ours: sameResult.loss, against: same)
 
 // MARK: 5. Why -logsigmoid
 
@@ -279,7 +255,7 @@ chapter.say("""
 Pair losses \(list(gapResult.pairLosses, 1)) and loss \(fmt(gapResult.loss, 1)): large but finite. The naive form makes the whole
 batch loss inf, and autograd through it gives NaN where -logsigmoid's slope is a clean -1.
 """)
-fitted { chapter.check("loss", ours: gapResult.loss, against: gap) }
+chapter.check("loss", ours: gapResult.loss, against: gap)
 
 // MARK: 6. The end scores PPO uses
 
@@ -313,7 +289,7 @@ chapter.say("""
 values[0][3] = 0.7 and values[1][3] = 0.8: tokens 103 and 102 close their answers, and their
 values stand for the whole sequence (the last token has seen everything before it).
 """)
-fitted { chapter.check("end_scores", ours: articleScores, against: article) }
+chapter.check("end_scores", ours: articleScores, against: article)
 
 let left = chapter.fixture("reward_end_scores/left-padded-prompt-f64")
 let leftIds = chapter.intInput(left, "input_ids")
@@ -338,7 +314,7 @@ for row in 0..<leftIds.shape[0] {
     leftTable.add(["\(row)", "\(end)", fmt(leftScores.scalars[row]), "\(anywhere)", wrong])
 }
 chapter.show(leftTable)
-fitted { chapter.check("end_scores", ours: leftScores, against: left) }
+chapter.check("end_scores", ours: leftScores, against: left)
 
 // MARK: 7. A pair the library rejects
 
