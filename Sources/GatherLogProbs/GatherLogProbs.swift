@@ -24,13 +24,8 @@ import TensorCore
 ///   `[0, V)`, NaN in `logits`, or a row whose log-softmax is NaN (all `-inf`).
 public func gatherLogProbs<T: FloatScalar>(logits: Tensor<T>, labels: Tensor<Int64>) throws(StageError) -> Tensor<T> {
     let check = InputCheck(stage: "gather_log_probs")
-    try check.rank(logits, "logits", is: 3, legend: "[B, T, V]")
+    try checkShapesAndLabels(logits: logits, labels: labels, check)
     let batchSize = logits.shape[0], length = logits.shape[1], vocabularySize = logits.shape[2]
-    try check.shape(labels, "labels", equals: [batchSize, length], sameAs: "[B, T] from logits \(describe(shape: logits.shape))")
-    if batchSize * length > 0 {
-        try check.parameter("V", vocabularySize, in: 1..<Int.max, "the vocabulary axis of logits cannot be empty")
-    }
-    try check.labels(labels, "labels", vocabularySize: vocabularySize)
     try check.noNaN(logits, "logits")
 
     var logProbs = [T](repeating: 0, count: batchSize * length)
@@ -47,6 +42,18 @@ public func gatherLogProbs<T: FloatScalar>(logits: Tensor<T>, labels: Tensor<Int
     let result = Tensor.make([batchSize, length], logProbs)
     try check.noNaNInResult(result, "log_probs")
     return result
+}
+
+/// The checks on shapes and labels (O(B·T)) that `gatherLogProbs` and
+/// `gatherLogProbsFused` both run first, in this order.
+func checkShapesAndLabels<T>(logits: Tensor<T>, labels: Tensor<Int64>, _ check: InputCheck) throws(StageError) {
+    try check.rank(logits, "logits", is: 3, legend: "[B, T, V]")
+    let batchSize = logits.shape[0], length = logits.shape[1], vocabularySize = logits.shape[2]
+    try check.shape(labels, "labels", equals: [batchSize, length], sameAs: "[B, T] from logits \(describe(shape: logits.shape))")
+    if batchSize * length > 0 {
+        try check.parameter("V", vocabularySize, in: 1..<Int.max, "the vocabulary axis of logits cannot be empty")
+    }
+    try check.labels(labels, "labels", vocabularySize: vocabularySize)
 }
 
 /// The gradient of `gatherLogProbs` with respect to the logits, given the

@@ -1,0 +1,336 @@
+// The fast float32 gather_log_probs: one row of the vocabulary at a time, SIMD
+// over the row, rows spread over the cores. No [B, T, V] intermediate.
+//
+// The plain `gatherLogProbs` beside it is the reference: same checks, same
+// errors, and results equal to float32 round-off (FusedGatherLogProbsTests).
+
+import Dispatch
+import TensorCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The fused, multi-threaded `gatherLogProbs` for float32 logits.
+///
+/// ```
+/// log_probs[b, t] = (logits[b, t, y] - m) - log Σ_v exp(logits[b, t, v] - m),
+///   y = labels[b, t],  m = max_v logits[b, t, v]
+/// ```
+///
+/// Shapes: `logits` [B, T, V] float32, `labels` [B, T] int64 -> `log_probs` [B, T].
+/// B batch, T any token axis, V vocabulary.
+///
+/// Matches the plain `gatherLogProbs(logits:labels:)` to float32 round-off
+/// (abs 1e-6 + rel 1e-6, see the tests), and through it DeepSpeed-Chat
+/// `ppo_trainer.py :: gather_log_probs` (`F.log_softmax` then `gather`).
+///
+/// Each row is read twice while it is in cache: once for its max (and a NaN
+/// probe), once for Σ exp(x - m) with a vectorised exp (``exponential(_:)``,
+/// about 1 ulp). Only the label's logit is gathered; the log-softmax is never
+/// formed. Rows are spread over all cores with `DispatchQueue.concurrentPerform`;
+/// memory beyond the [B, T] result is a few bytes per chunk of rows. A row whose
+/// max is not finite (+inf, or all -inf) is computed by the plain formula.
+///
+/// - Throws: the same ``StageError``s as `gatherLogProbs`, in the same order:
+///   shapes that do not agree, a label outside `[0, V)`, NaN in `logits` (found
+///   during the max pass, then located by the plain check), or a row whose
+///   log-softmax is NaN.
+public func gatherLogProbsFused(logits: Tensor<Float>, labels: Tensor<Int64>) throws(StageError) -> Tensor<Float> {
+    let check = InputCheck(stage: "gather_log_probs")
+    // The O(B·T) checks here; NaN in the logits (O(B·T·V)) is found in the max pass.
+    try checkShapesAndLabels(logits: logits, labels: labels, check)
+    let rows = logits.shape[0] * logits.shape[1]
+    let vocabularySize = logits.shape[2]
+
+    var logProbs = [Float](repeating: 0, count: rows)
+    var sawNaN = false
+    logits.scalars.withUnsafeBufferPointer { logitsBuffer in
+        labels.scalars.withUnsafeBufferPointer { labelsBuffer in
+            logProbs.withUnsafeMutableBufferPointer { outputBuffer in
+                let input = UnsafeShared(logitsBuffer.baseAddress), output = UnsafeShared(outputBuffer.baseAddress)
+                let labelsBase = UnsafeShared(labelsBuffer.baseAddress)
+                sawNaN = forEachRowChunk(rows: rows, vocabularySize: vocabularySize) { rowRange in
+                    var chunkSawNaN = false
+                    for position in rowRange {
+                        let row = input.pointer! + position * vocabularySize
+                        let label = Int(labelsBase.pointer![position])
+                        let parts = rowLogSumExpParts(row, vocabularySize, expInto: nil)
+                        chunkSawNaN = chunkSawNaN || parts.hasNaN
+                        output.pointer![position] = (row[label] - parts.maximum) - parts.logSumShifted
+                    }
+                    return chunkSawNaN
+                }
+            }
+        }
+    }
+    if sawNaN {
+        try check.noNaN(logits, "logits")  // throws, naming the first NaN as the plain version does
+    }
+    let result = Tensor.make([logits.shape[0], logits.shape[1]], logProbs)
+    try check.noNaNInResult(result, "log_probs")
+    return result
+}
+
+/// The fused, multi-threaded `gatherLogProbsGradLogits` for float32 logits.
+///
+/// ```
+/// grad_logits[b, t, v] = grad_output[b, t] · (1[v = y] - softmax(x)_v),
+///   x = logits[b, t, :],  y = labels[b, t],
+///   softmax(x)_v = exp(x_v - m) / Σ_u exp(x_u - m),  m = max_u x_u
+/// ```
+///
+/// Shapes: `logits` [B, T, V] float32, `labels` [B, T] int64, `gradOutput`
+/// [B, T] float32 -> `grad_logits` [B, T, V]. B batch, T any token axis, V
+/// vocabulary.
+///
+/// Matches the plain `gatherLogProbsGradLogits(logits:labels:gradOutput:)` to
+/// float32 round-off, and through it PyTorch autograd through DeepSpeed-Chat's
+/// `gather_log_probs`. A `-inf` logit still gets exactly zero gradient.
+///
+/// Per row: one pass for the max, one that writes exp(x - m) straight into the
+/// output row while summing it, one that turns the row in place into
+/// `1[v = y]·g - exp(x - m)·(g / Σ)` (the row stays in cache between them). The
+/// softmax is thus exp(x - m) / Σ rather than the plain exp(log_softmax): the
+/// same number to a few ulp. The only [B, T, V] allocation is the result itself,
+/// written once (never zero-filled first). Rows are spread over all cores.
+///
+/// - Throws: the same ``StageError``s as `gatherLogProbsGradLogits`, in the same
+///   order: every `gatherLogProbsFused` error first, then a `gradOutput` whose
+///   shape is not [B, T] or that holds NaN.
+public func gatherLogProbsFusedGradLogits(
+    logits: Tensor<Float>, labels: Tensor<Int64>, gradOutput: Tensor<Float>
+) throws(StageError) -> Tensor<Float> {
+    let check = InputCheck(stage: "gather_log_probs")
+    // The O(B·T) checks here; NaN in the logits (O(B·T·V)) is found in the max pass.
+    try checkShapesAndLabels(logits: logits, labels: labels, check)
+    let rows = logits.shape[0] * logits.shape[1]
+    if gradOutput.shape != labels.shape || gradOutput.scalars.contains(where: \.isNaN) {
+        // The plain version checks the logits (NaN, NaN results) before grad_output.
+        _ = try gatherLogProbsFused(logits: logits, labels: labels)
+        try check.shape(gradOutput, "grad_output", equals: labels.shape, sameAs: "[B, T] from logits \(describe(shape: logits.shape))")
+        try check.noNaN(gradOutput, "grad_output")
+    }
+    let vocabularySize = logits.shape[2]
+
+    var logProbs = [Float](repeating: 0, count: rows)  // only to raise the plain version's NaN-result error
+    var sawNaN = false
+    let gradLogits = [Float](unsafeUninitializedCapacity: logits.count) { gradBuffer, initialized in
+        logits.scalars.withUnsafeBufferPointer { logitsBuffer in
+            labels.scalars.withUnsafeBufferPointer { labelsBuffer in
+                gradOutput.scalars.withUnsafeBufferPointer { upstreamBuffer in
+                    logProbs.withUnsafeMutableBufferPointer { logProbsBuffer in
+                        let input = UnsafeShared(logitsBuffer.baseAddress), grad = UnsafeShared(gradBuffer.baseAddress)
+                        let labelsBase = UnsafeShared(labelsBuffer.baseAddress)
+                        let upstreamBase = UnsafeShared(upstreamBuffer.baseAddress)
+                        let logProbsBase = UnsafeShared(logProbsBuffer.baseAddress)
+                        sawNaN = forEachRowChunk(rows: rows, vocabularySize: vocabularySize) { rowRange in
+                            var chunkSawNaN = false
+                            for position in rowRange {
+                                let offset = position * vocabularySize
+                                chunkSawNaN = chunkSawNaN || writeRowGradient(
+                                    logits: input.pointer! + offset, vocabularySize,
+                                    label: Int(labelsBase.pointer![position]), upstream: upstreamBase.pointer![position],
+                                    into: grad.pointer! + offset, logProb: logProbsBase.pointer! + position)
+                            }
+                            return chunkSawNaN
+                        }
+                    }
+                }
+            }
+        }
+        initialized = logits.count
+    }
+    if sawNaN {
+        try check.noNaN(logits, "logits")
+    }
+    try check.noNaNInResult(Tensor.make(labels.shape, logProbs), "log_probs")
+    return Tensor.make(logits.shape, gradLogits)
+}
+
+// MARK: - One row
+
+/// The max of a row, log Σ exp(x - max), Σ exp(x - max) itself, and whether the
+/// row holds a NaN, in two passes over the row (it stays in L2 between them).
+///
+/// With `expInto`, exp(x - max) is also written there, element by element.
+@inline(__always)
+private func rowLogSumExpParts(
+    _ row: UnsafePointer<Float>, _ count: Int, expInto store: UnsafeMutablePointer<Float>?
+) -> (maximum: Float, logSumShifted: Float, sumOfExp: Double, hasNaN: Bool) {
+    let (maximum, probe) = maximumAndProbe(row, count)
+    if !probe.isFinite || !maximum.isFinite {
+        return rowLogSumExpPartsPlain(row, count, expInto: store)
+    }
+    let sumOfExp = sumOfShiftedExp(row, count, shift: maximum, expInto: store)
+    return (maximum, Float.log(Float(sumOfExp)), sumOfExp, false)
+}
+
+/// The max of `count` floats, and a probe Σ x.
+///
+/// NaN (or inf) anywhere makes the probe non-finite, so detecting NaN costs one
+/// add per element here instead of another pass over the logits.
+@inline(__always)
+private func maximumAndProbe(_ row: UnsafePointer<Float>, _ count: Int) -> (maximum: Float, probe: Float) {
+    var maxLanes = FloatVector(repeating: -.infinity)
+    var probeLanes = FloatVector()
+    var i = 0
+    while i + FloatVector.scalarCount <= count {
+        let x = load(row + i)
+        maxLanes = maxLanes.replacing(with: x, where: maxLanes .< x)
+        probeLanes += x
+        i += FloatVector.scalarCount
+    }
+    var maximum = maxLanes.max()
+    var probe = probeLanes.sum()
+    while i < count {
+        maximum = max(maximum, row[i])
+        probe += row[i]
+        i += 1
+    }
+    return (maximum, probe)
+}
+
+/// Σ exp(x - shift) over `count` floats, for a finite `shift` >= every x; with
+/// `store`, each exp(x - shift) is written there too.
+@inline(__always)
+private func sumOfShiftedExp(
+    _ row: UnsafePointer<Float>, _ count: Int, shift: Float, expInto store: UnsafeMutablePointer<Float>?
+) -> Double {
+    // Subtracting the max makes every exponent <= 0, so no term overflows and the
+    // largest is exactly 1 (the sum is >= 1, its log >= 0).
+    // Each lane sums 32 terms in Float (relative error < 2e-6, typically 2e-7),
+    // then the block is added in Double, as the plain version's Double sum: no
+    // drift over 150k terms.
+    let shiftLanes = FloatVector(repeating: shift)
+    var total = SIMD8<Double>()
+    var block = FloatVector()
+    var termsInBlock = 0
+    var i = 0
+    while i + FloatVector.scalarCount <= count {
+        let e = exponential(load(row + i) - shiftLanes)
+        if let store { storeVector(e, store + i) }
+        block += e
+        termsInBlock += 1
+        if termsInBlock == 32 {
+            total += SIMD8<Double>(block)
+            block = FloatVector()
+            termsInBlock = 0
+        }
+        i += FloatVector.scalarCount
+    }
+    if i < count {
+        // The tail, padded with -inf (exp gives exactly 0 there).
+        var tail = FloatVector(repeating: -.infinity)
+        for lane in 0..<(count - i) { tail[lane] = row[i + lane] }
+        let e = exponential(tail - shiftLanes)
+        for lane in 0..<(count - i) { store?[i + lane] = e[lane] }
+        block += e
+    }
+    total += SIMD8<Double>(block)
+    return total.sum()
+}
+
+/// `rowLogSumExpParts` by the plain, scalar definition (libm exp, Double sum), for
+/// rows with a NaN or an infinite max: it gives the NaN and inf results the plain
+/// version gives.
+private func rowLogSumExpPartsPlain(
+    _ row: UnsafePointer<Float>, _ count: Int, expInto store: UnsafeMutablePointer<Float>?
+) -> (maximum: Float, logSumShifted: Float, sumOfExp: Double, hasNaN: Bool) {
+    let values = UnsafeBufferPointer(start: row, count: count)
+    let hasNaN = values.contains(where: \.isNaN)
+    let (maximum, logSumShifted) = logSumExpParts(ArraySlice(values))
+    var sumOfExp = 0.0
+    for v in 0..<count {
+        let e = Float.exp(row[v] - maximum)
+        store?[v] = e
+        sumOfExp += Double(e)
+    }
+    return (maximum, logSumShifted, sumOfExp, hasNaN)
+}
+
+/// Writes one row of `grad_logits` and its log-prob; returns whether the row had a NaN.
+@inline(__always)
+private func writeRowGradient(
+    logits row: UnsafePointer<Float>, _ count: Int, label: Int, upstream: Float,
+    into grad: UnsafeMutablePointer<Float>, logProb: UnsafeMutablePointer<Float>
+) -> Bool {
+    let parts = rowLogSumExpParts(row, count, expInto: grad)  // grad[v] = exp(x_v - m) for now
+    logProb.pointee = (row[label] - parts.maximum) - parts.logSumShifted
+    // grad[v] = 1[v = y]·g - exp(x_v - m)·(g / Σ): one multiply per element. The
+    // factor g / Σ is formed in Double and rounded once.
+    let scale = Float(Double(upstream) / parts.sumOfExp)
+    let labelTerm = upstream - grad[label] * scale
+    let factor = FloatVector(repeating: -scale)
+    var i = 0
+    while i + FloatVector.scalarCount <= count {
+        storeVector(load(UnsafePointer(grad + i)) * factor, grad + i)
+        i += FloatVector.scalarCount
+    }
+    while i < count {
+        grad[i] = grad[i] * -scale
+        i += 1
+    }
+    grad[label] = labelTerm
+    return parts.hasNaN
+}
+
+@inline(__always)
+private func load(_ pointer: UnsafePointer<Float>) -> FloatVector {
+    UnsafeRawPointer(pointer).loadUnaligned(as: FloatVector.self)
+}
+
+@inline(__always)
+private func storeVector(_ vector: FloatVector, _ pointer: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(pointer).storeBytes(of: vector, as: FloatVector.self)
+}
+
+// MARK: - Threads
+
+/// A pointer handed to the worker threads; each thread touches only its own rows.
+private struct UnsafeShared<Pointee>: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<Pointee>?
+
+    init(_ pointer: UnsafeMutablePointer<Pointee>?) { self.pointer = pointer }
+    init(_ pointer: UnsafePointer<Pointee>?) { self.pointer = UnsafeMutablePointer(mutating: pointer) }
+}
+
+/// How many chunks of rows the kernels split `rows` rows of `vocabularySize` into:
+/// 1 for small work (a thread hand-off costs more than it saves), else about
+/// eight chunks per core so an uneven finish costs little.
+func fusedRowChunkCount(rows: Int, vocabularySize: Int) -> Int {
+    let minimumElementsPerChunk = 8_192
+    let cores = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    let byWork = rows * max(vocabularySize, 1) / minimumElementsPerChunk
+    return max(1, min(rows, byWork, 8 * cores))
+}
+
+/// Runs `body` on consecutive chunks of `0..<rows`, the chunks spread over the
+/// cores; returns whether any chunk returned true.
+private func forEachRowChunk(rows: Int, vocabularySize: Int, _ body: (Range<Int>) -> Bool) -> Bool {
+    let chunks = fusedRowChunkCount(rows: rows, vocabularySize: vocabularySize)
+    if chunks == 1 {
+        return body(0..<rows)
+    }
+    var flags = [Bool](repeating: false, count: chunks)
+    flags.withUnsafeMutableBufferPointer { flagsBuffer in
+        let shared = UnsafeShared(flagsBuffer.baseAddress)
+        withoutActuallyEscaping(body) { body in
+            let work = UnsafeSendableClosure(body)
+            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+                let lower = rows * chunk / chunks, upper = rows * (chunk + 1) / chunks
+                shared.pointer![chunk] = work.body(lower..<upper)
+            }
+        }
+    }
+    return flags.contains(true)
+}
+
+/// The per-chunk work, handed to the threads: it writes disjoint rows only.
+private struct UnsafeSendableClosure: @unchecked Sendable {
+    let body: (Range<Int>) -> Bool
+    init(_ body: @escaping (Range<Int>) -> Bool) { self.body = body }
+}
