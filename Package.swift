@@ -89,10 +89,20 @@ targets.append(
     )
 )
 
+// Benchmarks (make bench): `rlhf-bench` times the stages at RLHF-sized shapes,
+// release build; Benchmarks/torch_baseline.py runs the same shapes in PyTorch.
+targets.append(
+    .executableTarget(
+        name: "Bench",
+        dependencies: ["TensorCore", "GatherLogProbs", "GAE", "ActorLoss", "CriticLoss", "PPOStep"]
+    )
+)
+let benchmarkProducts: [Product] = [.executable(name: "rlhf-bench", targets: ["Bench"])]
+
 let package = Package(
     name: "RLHFMath",
     products: [
         .executable(name: "golden-verify", targets: ["GoldenVerify"]),
-    ] + chapters.map { .executable(name: "ch" + $0, targets: ["ch" + $0]) },
+    ] + chapters.map { .executable(name: "ch" + $0, targets: ["ch" + $0]) } + benchmarkProducts,
     targets: targets
 )

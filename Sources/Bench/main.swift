@@ -1,0 +1,288 @@
+// rlhf-bench: times each stage at RLHF-sized shapes (run by `make bench`).
+//
+// Release build only (a debug build is 10-100x slower and says nothing). Each
+// case makes its inputs from a seeded generator, runs once to warm up, then
+// `runs` times; it prints the median time, elements/s, GB/s of the data the
+// kernel must touch, and peak memory. Lines starting with `ROW` are for
+// scripts (`make bench` joins them with Benchmarks/torch_baseline.py's rows).
+//
+// Peak memory: after a case's inputs exist, `5 > /proc/self/clear_refs` resets
+// the kernel's high-water mark VmHWM to the current RSS; after the runs, VmHWM
+// minus the RSS from before the inputs were made is what the case needed at its
+// peak: its inputs, its outputs and anything the kernel allocated.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Dispatch
+import TensorCore
+import GatherLogProbs
+import GAE
+import ActorLoss
+import CriticLoss
+import PPOStep
+
+// MARK: - Measuring
+
+/// Seconds on a monotonic clock.
+func now() -> Double {
+    var time = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &time)
+    return Double(time.tv_sec) + Double(time.tv_nsec) * 1e-9
+}
+
+/// A field of /proc/self/status in bytes (VmRSS, VmHWM), or nil off Linux.
+func procStatusBytes(_ field: String) -> Int? {
+    guard let file = fopen("/proc/self/status", "r") else { return nil }
+    defer { fclose(file) }
+    var line = [CChar](repeating: 0, count: 256)
+    while fgets(&line, Int32(line.count), file) != nil {
+        let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        if text.hasPrefix(field + ":") {
+            let kilobytes = text.split(separator: " ").compactMap { Int($0) }.first ?? 0
+            return kilobytes * 1024
+        }
+    }
+    return nil
+}
+
+/// Resets VmHWM to the current RSS; false where the kernel does not allow it.
+func resetPeakMemory() -> Bool {
+    guard let file = fopen("/proc/self/clear_refs", "w") else { return false }
+    defer { fclose(file) }
+    return fputs("5", file) >= 0
+}
+
+struct Measurement {
+    var stage: String
+    var shape: String
+    var medianSeconds: Double
+    var elements: Int
+    var bytes: Int
+    var peakBytes: Int?
+    var inputBytes: Int
+}
+
+var measurements: [Measurement] = []
+let onlyStages = CommandLine.arguments.dropFirst().filter { !$0.hasPrefix("-") }
+
+/// Times `kernel` (made by `setup`, which builds the inputs): one warm-up run,
+/// then `runs` runs; records the median.
+///
+/// `elements` is what elements/s counts, `bytes` the data the kernel must read
+/// and write at least once (for GB/s), `inputBytes` the size peak memory is
+/// compared with.
+@MainActor
+func bench(_ stage: String, _ shape: [Int], elements: Int, bytes: Int, inputBytes: Int, runs: Int = 5,
+           setup: () throws -> () throws -> Void) throws {
+    guard onlyStages.isEmpty || onlyStages.contains(stage) else { return }
+    let rssBefore = procStatusBytes("VmRSS")
+    let kernel = try setup()
+    let peakTracked = resetPeakMemory()
+    try kernel()  // warm-up
+    var times: [Double] = []
+    for _ in 0..<runs {
+        let start = now()
+        try kernel()
+        times.append(now() - start)
+    }
+    times.sort()
+    var peak: Int?
+    if peakTracked, let before = rssBefore, let high = procStatusBytes("VmHWM") {
+        peak = high - before
+    }
+    let m = Measurement(stage: stage, shape: shape.map(String.init).joined(separator: "x"),
+                        medianSeconds: times[times.count / 2], elements: elements, bytes: bytes,
+                        peakBytes: peak, inputBytes: inputBytes)
+    measurements.append(m)
+    printDetail(m)
+}
+
+func fixed(_ value: Double, _ digits: Int) -> String {
+    var scaled = value
+    for _ in 0..<digits { scaled *= 10 }
+    let rounded = scaled.rounded()
+    let whole = Int(rounded) / Int(pow(10.0, Double(digits)))
+    let fraction = abs(Int(rounded)) % Int(pow(10.0, Double(digits)))
+    if digits == 0 { return String(Int(rounded)) }
+    let fractionText = String(fraction)
+    let sign = value < 0 && whole == 0 ? "-" : ""
+    return sign + String(whole) + "." + String(repeating: "0", count: digits - fractionText.count) + fractionText
+}
+
+func padded(_ text: String, _ width: Int) -> String {
+    text.count >= width ? text : text + String(repeating: " ", count: width - text.count)
+}
+
+func printDetail(_ m: Measurement) {
+    let milliseconds = m.medianSeconds * 1e3
+    let peak = m.peakBytes.map { fixed(Double($0) / 1e6, 1) + " MB" } ?? "-"
+    let ratio = m.peakBytes.map { fixed(Double($0) / Double(max(m.inputBytes, 1)), 2) + "x inputs" } ?? ""
+    print(padded(m.stage, 26) + padded(m.shape, 16) + padded(fixed(milliseconds, 2) + " ms", 13)
+          + padded(fixed(Double(m.elements) / m.medianSeconds / 1e9, 2) + " G elem/s", 17)
+          + padded(fixed(Double(m.bytes) / m.medianSeconds / 1e9, 1) + " GB/s", 12)
+          + padded("peak " + peak, 17) + ratio)
+}
+
+// MARK: - Inputs
+
+/// SplitMix64, for inputs that are the same on every run.
+struct Generator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    /// Uniform in [low, high), from the top 24 bits.
+    mutating func float(_ low: Float, _ high: Float) -> Float {
+        low + (high - low) * Float(next() >> 40) * 0x1p-24
+    }
+    mutating func floats(_ count: Int, _ low: Float, _ high: Float) -> [Float] {
+        (0..<count).map { _ in float(low, high) }
+    }
+    mutating func labels(_ count: Int, below limit: Int) -> [Int64] {
+        (0..<count).map { _ in Int64(next() % UInt64(limit)) }
+    }
+}
+
+var generator = Generator(state: 2026)
+
+@MainActor
+func randomLogits(_ b: Int, _ t: Int, _ v: Int) -> (Tensor<Float>, Tensor<Int64>) {
+    (Tensor.make([b, t, v], generator.floats(b * t * v, -8, 8)), Tensor.make([b, t], generator.labels(b * t, below: v)))
+}
+
+/// Σ of all elements with SIMD over all cores: one plain read, the memory limit.
+func sumAll(_ x: [Float]) -> Float {
+    let cores = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    let chunks = 8 * cores
+    var partial = [Float](repeating: 0, count: chunks)
+    x.withUnsafeBufferPointer { input in
+        partial.withUnsafeMutableBufferPointer { output in
+            nonisolated(unsafe) let inputBase = input.baseAddress!, outputBase = output.baseAddress!
+            let count = input.count
+            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+                var lanes = SIMD16<Float>()
+                var i = count * chunk / chunks / 16 * 16
+                let end = chunk == chunks - 1 ? count : count * (chunk + 1) / chunks / 16 * 16
+                while i + 16 <= end {
+                    lanes += UnsafeRawPointer(inputBase + i).loadUnaligned(as: SIMD16<Float>.self)
+                    i += 16
+                }
+                var total = lanes.sum()
+                while i < end { total += inputBase[i]; i += 1 }
+                outputBase[chunk] = total
+            }
+        }
+    }
+    return partial.reduce(0, +)
+}
+
+// MARK: - Cases
+
+let threads = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+print("rlhf-bench: release build, \(threads) threads (Dispatch over all cores), median of 5 runs after one warm-up")
+print("GB/s counts the bytes a kernel must read and write once; peak is the case's RSS high-water mark above the")
+print("RSS before its inputs were made (inputs + outputs + anything allocated)")
+print()
+
+var sink: Float = 0  // keeps results alive so nothing is optimised away
+
+for (b, t, v) in [(4, 512, 50272), (8, 256, 32000), (1, 2048, 151936)] {
+    let elements = b * t * v
+    let logitsBytes = elements * 4
+    try bench("read_logits", [b, t, v], elements: elements, bytes: logitsBytes, inputBytes: logitsBytes) {
+        let (logits, _) = randomLogits(b, t, v)
+        return { sink += sumAll(logits.scalars) }
+    }
+    try bench("gather_log_probs", [b, t, v], elements: elements, bytes: logitsBytes, inputBytes: logitsBytes) {
+        let (logits, labels) = randomLogits(b, t, v)
+        return { sink += try gatherLogProbsFused(logits: logits, labels: labels).scalars[0] }
+    }
+    try bench("gather_log_probs_grad", [b, t, v], elements: elements, bytes: 2 * logitsBytes, inputBytes: logitsBytes) {
+        let (logits, labels) = randomLogits(b, t, v)
+        let upstream = Tensor.make([b, t], generator.floats(b * t, -1, 1))
+        return { sink += try gatherLogProbsFusedGradLogits(logits: logits, labels: labels, gradOutput: upstream).scalars[0] }
+    }
+}
+
+// The plain reference path, one thread, at a quarter of the first shape.
+do {
+    let (b, t, v) = (1, 512, 50272)
+    let elements = b * t * v
+    try bench("gather_log_probs_plain", [b, t, v], elements: elements, bytes: elements * 4, inputBytes: elements * 4) {
+        let (logits, labels) = randomLogits(b, t, v)
+        return { sink += try gatherLogProbs(logits: logits, labels: labels).scalars[0] }
+    }
+    try bench("gather_log_probs", [b, t, v], elements: elements, bytes: elements * 4, inputBytes: elements * 4) {
+        let (logits, labels) = randomLogits(b, t, v)
+        return { sink += try gatherLogProbsFused(logits: logits, labels: labels).scalars[0] }
+    }
+}
+
+for (b, n) in [(64, 1024), (64, 2048)] {
+    let elements = b * n
+    try bench("gae", [b, n], elements: elements, bytes: elements * 4 * 5, inputBytes: elements * 8) {
+        let values = Tensor.make([b, n], generator.floats(elements, -1, 1))
+        let rewards = Tensor.make([b, n], generator.floats(elements, -1, 1))
+        return { sink += try gae(values: values, rewards: rewards, start: 0, gamma: 1.0, lambda: 0.95).advantages.scalars[0] }
+    }
+}
+
+for (b, n) in [(64, 2048)] {
+    let elements = b * n
+    let mask = Tensor.make([b, n], (0..<elements).map { Int64($0 % 7 == 0 ? 0 : 1) })
+    try bench("actor_loss", [b, n], elements: elements, bytes: elements * (4 * 3 + 8), inputBytes: elements * 20) {
+        let logProbs = Tensor.make([b, n], generator.floats(elements, -3, 0))
+        let oldLogProbs = Tensor.make([b, n], generator.floats(elements, -3, 0))
+        let advantages = Tensor.make([b, n], generator.floats(elements, -1, 1))
+        return {
+            sink += try actorLoss(logProbs: logProbs, oldLogProbs: oldLogProbs, advantages: advantages, mask: mask,
+                                  cliprange: 0.2).loss
+        }
+    }
+    try bench("critic_loss", [b, n], elements: elements, bytes: elements * (4 * 3 + 8), inputBytes: elements * 20) {
+        let values = Tensor.make([b, n], generator.floats(elements, -1, 1))
+        let oldValues = Tensor.make([b, n], generator.floats(elements, -1, 1))
+        let returns = Tensor.make([b, n], generator.floats(elements, -1, 1))
+        return {
+            sink += try criticLoss(values: values, oldValues: oldValues, returns: returns, mask: mask,
+                                   cliprangeValue: 0.2).loss
+        }
+    }
+}
+
+for (b, l) in [(16, 1024), (64, 2048)] {
+    let n = l - 1
+    let elements = b * n
+    try bench("ppo_step", [b, l], elements: elements, bytes: elements * (4 * 5 + 8), inputBytes: elements * 28) {
+        let promptLength = l / 4
+        // Answers of different lengths: row r ends after promptLength + (r+1)·(l - promptLength)/b tokens.
+        var attention = [Int64](repeating: 0, count: b * l)
+        for row in 0..<b {
+            let end = promptLength + (row + 1) * (l - promptLength) / b
+            for t in 0..<end { attention[row * l + t] = 1 }
+        }
+        let attentionMask = Tensor.make([b, l], attention)
+        let inputs = (0..<5).map { _ in Tensor.make([b, n], generator.floats(elements, -2, 0)) }
+        let rewardScore = Tensor.make([b], generator.floats(b, -1, 1))
+        return {
+            let result = try ppoLosses(attentionMask: attentionMask, logProbs: inputs[0], refLogProbs: inputs[1],
+                                       values: inputs[2], newLogProbs: inputs[3], newValues: inputs[4],
+                                       rewardScore: rewardScore, promptLength: promptLength, klCtl: 0.1,
+                                       clipRewardValue: 5, cliprange: 0.2, cliprangeValue: 0.2, gamma: 1.0, lambda: 0.95)
+            sink += result.actor.loss + result.critic.loss
+        }
+    }
+}
+
+print()
+for m in measurements {
+    print("ROW \(m.stage) \(m.shape) float32 \(fixed(m.medianSeconds * 1e3, 2))")
+}
+if sink.isNaN { print("(sink \(sink))") }
