@@ -5,12 +5,13 @@
 #   make test     debug build, golden-verify over GoldenData, then every test
 #   make verify   golden-verify over GoldenData, release build
 #   make golden   regenerate the PyTorch fixtures (needs torch==2.13.0+cpu)
+#   make bench    release benchmarks of every stage, beside PyTorch CPU when installed
 
 SHELL := /bin/bash
 SWIFT ?= swift
 PYTHON ?= python3
 
-.PHONY: all build test verify golden chapters chapter clean
+.PHONY: all build test verify golden chapters chapter clean bench
 
 all: test
 
@@ -43,6 +44,18 @@ verify:
 
 golden:
 	$(PYTHON) GoldenData/generate.py
+
+# Both sides use every core: rlhf-bench through Dispatch, torch via --threads.
+bench:
+	$(SWIFT) build -c release --product rlhf-bench
+	@set -eo pipefail; threads=$$(nproc 2>/dev/null || echo 1); \
+	.build/release/rlhf-bench | tee .build/bench-swift.txt; \
+	if $(PYTHON) -c 'import torch' 2>/dev/null; then \
+		echo; $(PYTHON) Benchmarks/torch_baseline.py --threads $$threads | tee .build/bench-torch.txt; \
+	else \
+		echo; echo "PyTorch is not installed: no torch column"; : > .build/bench-torch.txt; \
+	fi; \
+	echo; awk -f Benchmarks/join_rows.awk .build/bench-torch.txt .build/bench-swift.txt
 
 clean:
 	rm -rf .build

@@ -33,6 +33,15 @@ func now() -> Double {
     return Double(time.tv_sec) + Double(time.tv_nsec) * 1e-9
 }
 
+/// User + system CPU seconds of this process so far, all threads.
+func cpuSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    let user = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) * 1e-6
+    let system = Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) * 1e-6
+    return user + system
+}
+
 /// A field of /proc/self/status in bytes (VmRSS, VmHWM), or nil off Linux.
 func procStatusBytes(_ field: String) -> Int? {
     guard let file = fopen("/proc/self/status", "r") else { return nil }
@@ -63,6 +72,8 @@ struct Measurement {
     var bytes: Int
     var peakBytes: Int?
     var inputBytes: Int
+    /// User + system CPU time of the whole process per run (all threads).
+    var cpuSeconds: Double
 }
 
 var measurements: [Measurement] = []
@@ -83,11 +94,13 @@ func bench(_ stage: String, _ shape: [Int], elements: Int, bytes: Int, inputByte
     let peakTracked = resetPeakMemory()
     try kernel()  // warm-up
     var times: [Double] = []
+    let cpuStart = cpuSeconds()
     for _ in 0..<runs {
         let start = now()
         try kernel()
         times.append(now() - start)
     }
+    let cpu = (cpuSeconds() - cpuStart) / Double(runs)
     times.sort()
     var peak: Int?
     if peakTracked, let before = rssBefore, let high = procStatusBytes("VmHWM") {
@@ -95,7 +108,7 @@ func bench(_ stage: String, _ shape: [Int], elements: Int, bytes: Int, inputByte
     }
     let m = Measurement(stage: stage, shape: shape.map(String.init).joined(separator: "x"),
                         medianSeconds: times[times.count / 2], elements: elements, bytes: bytes,
-                        peakBytes: peak, inputBytes: inputBytes)
+                        peakBytes: peak, inputBytes: inputBytes, cpuSeconds: cpu)
     measurements.append(m)
     printDetail(m)
 }
@@ -123,6 +136,7 @@ func printDetail(_ m: Measurement) {
     print(padded(m.stage, 26) + padded(m.shape, 16) + padded(fixed(milliseconds, 2) + " ms", 13)
           + padded(fixed(Double(m.elements) / m.medianSeconds / 1e9, 2) + " G elem/s", 17)
           + padded(fixed(Double(m.bytes) / m.medianSeconds / 1e9, 1) + " GB/s", 12)
+          + padded("cpu " + fixed(m.cpuSeconds * 1e3, 1) + " ms", 16)
           + padded("peak " + peak, 17) + ratio)
 }
 
@@ -227,7 +241,13 @@ do {
 
 for (b, n) in [(64, 1024), (64, 2048)] {
     let elements = b * n
+    // Reads values and rewards, writes advantages, returns and deltas.
     try bench("gae", [b, n], elements: elements, bytes: elements * 4 * 5, inputBytes: elements * 8) {
+        let values = Tensor.make([b, n], generator.floats(elements, -1, 1))
+        let rewards = Tensor.make([b, n], generator.floats(elements, -1, 1))
+        return { sink += try gaeFast(values: values, rewards: rewards, start: 0, gamma: 1.0, lambda: 0.95).advantages.scalars[0] }
+    }
+    try bench("gae_plain", [b, n], elements: elements, bytes: elements * 4 * 5, inputBytes: elements * 8) {
         let values = Tensor.make([b, n], generator.floats(elements, -1, 1))
         let rewards = Tensor.make([b, n], generator.floats(elements, -1, 1))
         return { sink += try gae(values: values, rewards: rewards, start: 0, gamma: 1.0, lambda: 0.95).advantages.scalars[0] }
