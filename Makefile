@@ -46,8 +46,12 @@ golden:
 	$(PYTHON) GoldenData/generate.py
 
 # Both sides use every core: rlhf-bench through Dispatch, torch via --threads.
+# rlhf-bench is built for this machine's CPU (AVX2 where there is one), as torch
+# picks its AVX2/AVX-512 kernels at run time; `make bench BENCH_CPU=` builds it
+# for the portable baseline (SSE2 on x86-64) instead.
+BENCH_CPU ?= native
 bench:
-	$(SWIFT) build -c release --product rlhf-bench
+	$(SWIFT) build -c release --product rlhf-bench $(if $(BENCH_CPU),-Xswiftc -target-cpu -Xswiftc $(BENCH_CPU))
 	@set -eo pipefail; threads=$$(nproc 2>/dev/null || echo 1); \
 	.build/release/rlhf-bench | tee .build/bench-swift.txt; \
 	if $(PYTHON) -c 'import torch' 2>/dev/null; then \

@@ -44,12 +44,8 @@ public func actorLoss<T: FloatScalar>(
     cliprange: Double
 ) throws(StageError) -> ActorLossResult<T> {
     let check = InputCheck(stage: "actor_loss")
-    try check.rank(logProbs, "log_probs", is: 2, legend: "[B, M]")
-    try check.shape(oldLogProbs, "old_log_probs", equals: logProbs.shape, sameAs: "same as log_probs")
-    try check.shape(advantages, "advantages", equals: logProbs.shape, sameAs: "same as log_probs")
-    try check.shape(mask, "mask", equals: logProbs.shape, sameAs: "same as log_probs")
-    try check.binaryMask(mask, "mask")
-    try check.nonNegative("cliprange", cliprange)
+    try checkActorLossInputs(logProbs: logProbs, oldLogProbs: oldLogProbs, advantages: advantages, mask: mask,
+                             cliprange: cliprange, check)
     try check.noNaN(logProbs, "log_probs")
     try check.noNaN(oldLogProbs, "old_log_probs")
     try check.noNaN(advantages, "advantages")
@@ -69,13 +65,30 @@ public func actorLoss<T: FloatScalar>(
         tokenLosses.scalars[i] = max(unclippedLoss, clippedLoss)
     }
     let (sum, count) = maskedSum(tokenLosses.scalars, mask: mask.scalars)
+    let loss = try actorTokenMean(sum: sum, count: count, mask: mask, check)
+    return ActorLossResult(loss: loss, ratios: ratios, tokenLosses: tokenLosses, tokenCount: count)
+}
+
+/// The checks `actorLoss` and `actorLossFast` run before the NaN checks, in this order.
+func checkActorLossInputs<T>(logProbs: Tensor<T>, oldLogProbs: Tensor<T>, advantages: Tensor<T>, mask: Tensor<Int64>,
+                             cliprange: Double, _ check: InputCheck) throws(StageError) {
+    try check.rank(logProbs, "log_probs", is: 2, legend: "[B, M]")
+    try check.shape(oldLogProbs, "old_log_probs", equals: logProbs.shape, sameAs: "same as log_probs")
+    try check.shape(advantages, "advantages", equals: logProbs.shape, sameAs: "same as log_probs")
+    try check.shape(mask, "mask", equals: logProbs.shape, sameAs: "same as log_probs")
+    try check.binaryMask(mask, "mask")
+    try check.nonNegative("cliprange", cliprange)
+}
+
+/// sum / count, the token-mean, or the empty-mask error (0/0), or the NaN-loss error.
+func actorTokenMean<T: FloatScalar>(sum: T, count: Int, mask: Tensor<Int64>, _ check: InputCheck) throws(StageError) -> T {
     guard count > 0 else {
         throw StageError(.emptyMask, stage: check.stage, argument: "mask",
                          "the mask \(describe(shape: mask.shape)) selects no token; the token-mean would be 0/0")
     }
     let loss = sum / T(count)
     try check.noNaNInResult(Tensor(scalar: loss), "loss")
-    return ActorLossResult(loss: loss, ratios: ratios, tokenLosses: tokenLosses, tokenCount: count)
+    return loss
 }
 
 /// The gradient of `actorLoss` with respect to the new log-probs.

@@ -40,12 +40,8 @@ public func criticLoss<T: FloatScalar>(
     cliprangeValue: Double
 ) throws(StageError) -> CriticLossResult<T> {
     let check = InputCheck(stage: "critic_loss")
-    try check.rank(values, "values", is: 2, legend: "[B, M]")
-    try check.shape(oldValues, "old_values", equals: values.shape, sameAs: "same as values")
-    try check.shape(returns, "returns", equals: values.shape, sameAs: "same as values")
-    try check.shape(mask, "mask", equals: values.shape, sameAs: "same as values")
-    try check.binaryMask(mask, "mask")
-    try check.nonNegative("cliprange_value", cliprangeValue)
+    try checkCriticLossInputs(values: values, oldValues: oldValues, returns: returns, mask: mask,
+                              cliprangeValue: cliprangeValue, check)
     try check.noNaN(values, "values")
     try check.noNaN(oldValues, "old_values")
     try check.noNaN(returns, "returns")
@@ -62,13 +58,30 @@ public func criticLoss<T: FloatScalar>(
         tokenLosses.scalars[i] = max(unclippedError, clippedError)
     }
     let (sum, count) = maskedSum(tokenLosses.scalars, mask: mask.scalars)
+    let loss = try criticTokenMean(sum: sum, count: count, mask: mask, check)
+    return CriticLossResult(loss: loss, clippedValues: clippedValues, tokenLosses: tokenLosses, tokenCount: count)
+}
+
+/// The checks `criticLoss` and `criticLossFast` run before the NaN checks, in this order.
+func checkCriticLossInputs<T>(values: Tensor<T>, oldValues: Tensor<T>, returns: Tensor<T>, mask: Tensor<Int64>,
+                              cliprangeValue: Double, _ check: InputCheck) throws(StageError) {
+    try check.rank(values, "values", is: 2, legend: "[B, M]")
+    try check.shape(oldValues, "old_values", equals: values.shape, sameAs: "same as values")
+    try check.shape(returns, "returns", equals: values.shape, sameAs: "same as values")
+    try check.shape(mask, "mask", equals: values.shape, sameAs: "same as values")
+    try check.binaryMask(mask, "mask")
+    try check.nonNegative("cliprange_value", cliprangeValue)
+}
+
+/// 0.5 · sum / count, or the empty-mask error (0/0), or the NaN-loss error.
+func criticTokenMean<T: FloatScalar>(sum: T, count: Int, mask: Tensor<Int64>, _ check: InputCheck) throws(StageError) -> T {
     guard count > 0 else {
         throw StageError(.emptyMask, stage: check.stage, argument: "mask",
                          "the mask \(describe(shape: mask.shape)) selects no token; the token-mean would be 0/0")
     }
     let loss = (0.5 * sum) / T(count)
     try check.noNaNInResult(Tensor(scalar: loss), "loss")
-    return CriticLossResult(loss: loss, clippedValues: clippedValues, tokenLosses: tokenLosses, tokenCount: count)
+    return loss
 }
 
 /// The gradient of `criticLoss` with respect to the new values.

@@ -206,21 +206,21 @@ private func sumOfShiftedExp(
     // then the block is added in Double, as the plain version's Double sum: no
     // drift over 150k terms.
     let shiftLanes = FloatVector(repeating: shift)
+    let vectorsPerBlock = 32
     var total = SIMD8<Double>()
-    var block = FloatVector()
-    var termsInBlock = 0
     var i = 0
     while i + FloatVector.scalarCount <= count {
-        let e = exponential(load(row + i) - shiftLanes)
-        if let store { storeVector(e, store + i) }
-        block += e
-        termsInBlock += 1
-        if termsInBlock == 32 {
-            total += SIMD8<Double>(block)
-            block = FloatVector()
-            termsInBlock = 0
+        // One block of up to 32 vectors summed in Float lanes, then added in Double
+        // (a separate inner loop, so the Double adds stay out of the exp loop).
+        let blockEnd = min(count - FloatVector.scalarCount, i + (vectorsPerBlock - 1) * FloatVector.scalarCount)
+        var block = FloatVector()
+        while i <= blockEnd {
+            let e = exponential(load(row + i) - shiftLanes)
+            if let store { storeVector(e, store + i) }
+            block += e
+            i &+= FloatVector.scalarCount
         }
-        i += FloatVector.scalarCount
+        total += SIMD8<Double>(block)
     }
     if i < count {
         // The tail, padded with -inf (exp gives exactly 0 there).
@@ -228,9 +228,8 @@ private func sumOfShiftedExp(
         for lane in 0..<(count - i) { tail[lane] = row[i + lane] }
         let e = exponential(tail - shiftLanes)
         for lane in 0..<(count - i) { store?[i + lane] = e[lane] }
-        block += e
+        total += SIMD8<Double>(e)
     }
-    total += SIMD8<Double>(block)
     return total.sum()
 }
 

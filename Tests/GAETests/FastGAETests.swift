@@ -14,26 +14,18 @@ struct FastGAETests {
             let fixture = try Fixture.load(path: file)
             // float64 fixtures are run in float32 here: bit-equality with the plain
             // gae<Float> on the same numbers, and the same errors.
-            guard let values = fixture.inputs["values"].map(floatTensor), let rewards = fixture.inputs["rewards"].map(floatTensor),
-                  case .number(let startText) = fixture.params["start"], let start = Int(startText),
-                  case .number(let gammaText) = fixture.params["gamma"], let gamma = Double(gammaText),
-                  case .number(let lambdaText) = fixture.params["lambda"], let lambda = Double(lambdaText) else {
-                Issue.record("\(fixture.name): unreadable gae fixture")
-                continue
-            }
-            let plain = Result { () throws(StageError) in try gae(values: values, rewards: rewards, start: start, gamma: gamma, lambda: lambda) }
-            let fast = Result { () throws(StageError) in try gaeFast(values: values, rewards: rewards, start: start, gamma: gamma, lambda: lambda) }
-            switch (plain, fast) {
-            case (.success(let p), .success(let f)):
-                #expect(f.advantages == p.advantages && f.returns == p.returns && f.deltas == p.deltas, "\(fixture.name)")
-                if case .outputs(let outputs, let tolerance) = fixture.expectation, fixture.inputs["values"]?.dtype == .float32 {
-                    expectClose(f.advantages, outputs["advantages"]?.doubles ?? [], abs: tolerance.abs, rel: tolerance.rel, "\(fixture.name) advantages")
-                    expectClose(f.returns, outputs["returns"]?.doubles ?? [], abs: tolerance.abs, rel: tolerance.rel, "\(fixture.name) returns")
-                }
-            case (.failure(let p), .failure(let f)):
-                #expect(p == f, "\(fixture.name): the same error")
-            default:
-                Issue.record("\(fixture.name): plain \(plain), fast \(fast)")
+            let inputs = Float32FixtureInputs(fixture)
+            let values = inputs.float("values"), rewards = inputs.float("rewards")
+            let start = inputs.int("start"), gamma = inputs.param("gamma"), lambda = inputs.param("lambda")
+            expectSameOutcome(fixture.name, plain: { () throws(StageError) in
+                try gae(values: values, rewards: rewards, start: start, gamma: gamma, lambda: lambda)
+            }, fast: { () throws(StageError) in
+                try gaeFast(values: values, rewards: rewards, start: start, gamma: gamma, lambda: lambda)
+            }, same: sameGAE)
+            if case .outputs(let outputs, let tolerance) = fixture.expectation, inputs.isFloat32 {
+                let f = try gaeFast(values: values, rewards: rewards, start: start, gamma: gamma, lambda: lambda)
+                expectClose(f.advantages, outputs["advantages"]?.doubles ?? [], abs: tolerance.abs, rel: tolerance.rel, "\(fixture.name) advantages")
+                expectClose(f.returns, outputs["returns"]?.doubles ?? [], abs: tolerance.abs, rel: tolerance.rel, "\(fixture.name) returns")
             }
         }
     }
@@ -45,9 +37,11 @@ struct FastGAETests {
         let values = Tensor.make([b, n], rng.uniform(count: b * n, -2, 2).map(Float.init))
         let rewards = Tensor.make([b, n], rng.uniform(count: b * n, -1, 1).map(Float.init))
         for (gamma, lambda) in [(1.0, 0.95), (0.99, 0.0), (0.9, 1.0)] {
-            let p = try gae(values: values, rewards: rewards, start: start, gamma: gamma, lambda: lambda)
-            let f = try gaeFast(values: values, rewards: rewards, start: start, gamma: gamma, lambda: lambda)
-            #expect(f.advantages == p.advantages && f.returns == p.returns && f.deltas == p.deltas)
+            expectSameOutcome("\(b)x\(n) from \(start)", plain: { () throws(StageError) in
+                try gae(values: values, rewards: rewards, start: start, gamma: gamma, lambda: lambda)
+            }, fast: { () throws(StageError) in
+                try gaeFast(values: values, rewards: rewards, start: start, gamma: gamma, lambda: lambda)
+            }, same: sameGAE)
         }
     }
 
@@ -64,17 +58,15 @@ struct FastGAETests {
             (Tensor.make([1, 2], [0, .infinity]), Tensor<Float>(shape: [1, 2], repeating: 0), 0, 1),  // inf - inf: a NaN advantage
         ]
         for (v, r, start, gamma) in cases {
-            let plain = Result { () throws(StageError) in try gae(values: v, rewards: r, start: start, gamma: gamma, lambda: 0.95) }
-            let fast = Result { () throws(StageError) in try gaeFast(values: v, rewards: r, start: start, gamma: gamma, lambda: 0.95) }
-            guard case .failure(let p) = plain, case .failure(let f) = fast else {
-                Issue.record("expected both to throw: plain \(plain), fast \(fast)")
-                continue
-            }
-            #expect(p == f)
+            expectSameOutcome("errors", plain: { () throws(StageError) in
+                try gae(values: v, rewards: r, start: start, gamma: gamma, lambda: 0.95)
+            }, fast: { () throws(StageError) in
+                try gaeFast(values: v, rewards: r, start: start, gamma: gamma, lambda: 0.95)
+            }, same: { _, _ in false })  // every case must throw
         }
     }
 }
 
-private func floatTensor(_ tensor: FixtureTensor) -> Tensor<Float> {
-    Tensor.make(tensor.shape, tensor.doubles.map(Float.init))
+private func sameGAE(_ p: GAEResult<Float>, _ f: GAEResult<Float>) -> Bool {
+    f.advantages == p.advantages && f.returns == p.returns && f.deltas == p.deltas
 }
