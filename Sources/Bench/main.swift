@@ -111,6 +111,7 @@ func bench(_ stage: String, _ shape: [Int], elements: Int, bytes: Int, inputByte
                         peakBytes: peak, inputBytes: inputBytes, cpuSeconds: cpu)
     measurements.append(m)
     printDetail(m)
+    fflush(nil)  // a line at a time through `tee`
 }
 
 func fixed(_ value: Double, _ digits: Int) -> String {
@@ -282,23 +283,26 @@ for (b, n) in [(64, 2048)] {
 for (b, l) in [(16, 1024), (64, 2048)] {
     let n = l - 1
     let elements = b * n
-    try bench("ppo_step", [b, l], elements: elements, bytes: elements * (4 * 5 + 8), inputBytes: elements * 28) {
-        let promptLength = l / 4
-        // Answers of different lengths: row r ends after promptLength + (r+1)·(l - promptLength)/b tokens.
-        var attention = [Int64](repeating: 0, count: b * l)
-        for row in 0..<b {
-            let end = promptLength + (row + 1) * (l - promptLength) / b
-            for t in 0..<end { attention[row * l + t] = 1 }
-        }
-        let attentionMask = Tensor.make([b, l], attention)
-        let inputs = (0..<5).map { _ in Tensor.make([b, n], generator.floats(elements, -2, 0)) }
-        let rewardScore = Tensor.make([b], generator.floats(b, -1, 1))
-        return {
-            let result = try ppoLosses(attentionMask: attentionMask, logProbs: inputs[0], refLogProbs: inputs[1],
-                                       values: inputs[2], newLogProbs: inputs[3], newValues: inputs[4],
-                                       rewardScore: rewardScore, promptLength: promptLength, klCtl: 0.1,
-                                       clipRewardValue: 5, cliprange: 0.2, cliprangeValue: 0.2, gamma: 1.0, lambda: 0.95)
-            sink += result.actor.loss + result.critic.loss
+    let promptLength = l / 4
+    // Answers of different lengths: row r ends after promptLength + (r+1)·(l - promptLength)/b tokens.
+    var attention = [Int64](repeating: 0, count: b * l)
+    for row in 0..<b {
+        for t in 0..<(promptLength + (row + 1) * (l - promptLength) / b) { attention[row * l + t] = 1 }
+    }
+    let attentionMask = Tensor.make([b, l], attention)
+    for fast in [true, false] {
+        // Six float inputs and the mask read; rewards, values, advantages, returns and
+        // the losses' per-token terms written.
+        try bench(fast ? "ppo_step" : "ppo_step_plain", [b, l], elements: elements, bytes: elements * (4 * 5 + 8 + 4 * 8),
+                  inputBytes: elements * 28) {
+            let inputs = (0..<5).map { _ in Tensor.make([b, n], generator.floats(elements, -2, 0)) }
+            let rewardScore = Tensor.make([b], generator.floats(b, -1, 1))
+            let step = fast ? ppoLossesFast : ppoLosses
+            return {
+                let result = try step(attentionMask, inputs[0], inputs[1], inputs[2], inputs[3], inputs[4], rewardScore,
+                                      promptLength, 0.1, 5, 0.2, 0.2, 1.0, 0.95)
+                sink += result.actor.loss + result.critic.loss
+            }
         }
     }
 }

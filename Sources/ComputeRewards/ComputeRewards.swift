@@ -39,16 +39,10 @@ public func computeRewards<T: FloatScalar>(
     clipRewardValue: Double
 ) throws(StageError) -> Tensor<T> {
     let check = InputCheck(stage: "compute_rewards")
-    try check.rank(logProbs, "log_probs", is: 2, legend: "[B, N]")
+    try checkComputeRewardsInputs(logProbs: logProbs, refLogProbs: refLogProbs, rewardScore: rewardScore,
+                                  actionMask: actionMask, promptLength: promptLength, klCtl: klCtl,
+                                  clipRewardValue: clipRewardValue, check)
     let batchSize = logProbs.shape[0], positions = logProbs.shape[1]
-    try check.shape(refLogProbs, "ref_log_probs", equals: logProbs.shape, sameAs: "same as log_probs")
-    try check.shape(rewardScore, "reward_score", equals: [batchSize], sameAs: "[B] from log_probs \(describe(shape: logProbs.shape))")
-    try check.shape(actionMask, "action_mask", equals: logProbs.shape, sameAs: "same as log_probs")
-    try check.binaryMask(actionMask, "action_mask")
-    try check.parameter("prompt_length", promptLength, in: 1..<(positions + 1),
-                        "start = prompt_length - 1 must be an answer position in [0, N) with N = \(positions)")
-    try check.finite("kl_ctl", klCtl)
-    try check.nonNegative("clip_reward_value", clipRewardValue)
     try check.noNaN(logProbs, "log_probs")
     try check.noNaN(refLogProbs, "ref_log_probs")
     try check.noNaN(rewardScore, "reward_score")
@@ -71,6 +65,23 @@ public func computeRewards<T: FloatScalar>(
     return rewards
 }
 
+/// The checks `computeRewards` and `computeRewardsFast` run before the NaN checks, in this order.
+func checkComputeRewardsInputs<T>(
+    logProbs: Tensor<T>, refLogProbs: Tensor<T>, rewardScore: Tensor<T>, actionMask: Tensor<Int64>,
+    promptLength: Int, klCtl: Double, clipRewardValue: Double, _ check: InputCheck
+) throws(StageError) {
+    try check.rank(logProbs, "log_probs", is: 2, legend: "[B, N]")
+    let batchSize = logProbs.shape[0], positions = logProbs.shape[1]
+    try check.shape(refLogProbs, "ref_log_probs", equals: logProbs.shape, sameAs: "same as log_probs")
+    try check.shape(rewardScore, "reward_score", equals: [batchSize], sameAs: "[B] from log_probs \(describe(shape: logProbs.shape))")
+    try check.shape(actionMask, "action_mask", equals: logProbs.shape, sameAs: "same as log_probs")
+    try check.binaryMask(actionMask, "action_mask")
+    try check.parameter("prompt_length", promptLength, in: 1..<(positions + 1),
+                        "start = prompt_length - 1 must be an answer position in [0, N) with N = \(positions)")
+    try check.finite("kl_ctl", klCtl)
+    try check.nonNegative("clip_reward_value", clipRewardValue)
+}
+
 /// DeepSpeed-Chat's `ends`: one past where each row's score lands.
 ///
 /// ```
@@ -84,7 +95,7 @@ public func computeRewards<T: FloatScalar>(
 public func answerEnds(actionMask: Tensor<Int64>, start: Int) -> [Int] {
     let batchSize = actionMask.shape[0], positions = actionMask.shape[1]
     return (0..<batchSize).map { row in
-        start + (start..<positions).reduce(0) { $0 + Int(actionMask[row, $1]) } + 1
+        start + (start..<positions).reduce(0) { $0 + Int(actionMask.scalars[row * positions + $1]) } + 1
     }
 }
 

@@ -72,6 +72,46 @@ public func ppoLosses<T: FloatScalar>(
     gamma: Double,
     lambda: Double
 ) throws(StageError) -> PPOLossesResult<T> {
+    try ppoLossesComposed(
+        attentionMask: attentionMask, logProbs: logProbs, refLogProbs: refLogProbs, values: values,
+        newLogProbs: newLogProbs, newValues: newValues, rewardScore: rewardScore, promptLength: promptLength,
+        klCtl: klCtl, clipRewardValue: clipRewardValue, cliprange: cliprange, cliprangeValue: cliprangeValue,
+        gamma: gamma, lambda: lambda,
+        stages: PPOStages(
+            computeRewards: computeRewards(logProbs:refLogProbs:rewardScore:actionMask:promptLength:klCtl:clipRewardValue:),
+            gae: gae(values:rewards:start:gamma:lambda:),
+            actorLoss: actorLoss(logProbs:oldLogProbs:advantages:mask:cliprange:),
+            criticLoss: criticLoss(values:oldValues:returns:mask:cliprangeValue:)))
+}
+
+/// The four stages `ppoLossesComposed` chains: the plain generic ones for
+/// `ppoLosses`, the float32 fast ones for `ppoLossesFast`.
+struct PPOStages<T: FloatScalar> {
+    var computeRewards: (Tensor<T>, Tensor<T>, Tensor<T>, Tensor<Int64>, Int, Double, Double) throws(StageError) -> Tensor<T>
+    var gae: (Tensor<T>, Tensor<T>, Int, Double, Double) throws(StageError) -> GAEResult<T>
+    var actorLoss: (Tensor<T>, Tensor<T>, Tensor<T>, Tensor<Int64>, Double) throws(StageError) -> ActorLossResult<T>
+    var criticLoss: (Tensor<T>, Tensor<T>, Tensor<T>, Tensor<Int64>, Double) throws(StageError) -> CriticLossResult<T>
+}
+
+/// `ppoLosses` with its four stages given: the checks, the data flow between the
+/// stages, and the errors, over flat arrays.
+func ppoLossesComposed<T: FloatScalar>(
+    attentionMask: Tensor<Int64>,
+    logProbs: Tensor<T>,
+    refLogProbs: Tensor<T>,
+    values: Tensor<T>,
+    newLogProbs: Tensor<T>,
+    newValues: Tensor<T>,
+    rewardScore: Tensor<T>,
+    promptLength: Int,
+    klCtl: Double,
+    clipRewardValue: Double,
+    cliprange: Double,
+    cliprangeValue: Double,
+    gamma: Double,
+    lambda: Double,
+    stages: PPOStages<T>
+) throws(StageError) -> PPOLossesResult<T> {
     let check = InputCheck(stage: "ppo_losses")
     try check.rank(attentionMask, "attention_mask", is: 2, legend: "[B, L]")
     let batchSize = attentionMask.shape[0], length = attentionMask.shape[1]
@@ -92,8 +132,9 @@ public func ppoLosses<T: FloatScalar>(
     try check.parameter("prompt_length", promptLength, in: 1..<length,
                         "start = prompt_length - 1 must be an answer position in [0, N) with L = \(length)")
     for (name, tensor) in [("log_probs", logProbs), ("ref_log_probs", refLogProbs), ("values", values),
-                           ("new_log_probs", newLogProbs), ("new_values", newValues), ("reward_score", rewardScore)] {
-        try check.noNaN(tensor, name)
+                           ("new_log_probs", newLogProbs), ("new_values", newValues), ("reward_score", rewardScore)]
+    where tensor.scalars.contains(where: \.isNaN) {
+        try check.noNaN(tensor, name)  // names the first NaN
     }
 
     let start = promptLength - 1
@@ -102,15 +143,10 @@ public func ppoLosses<T: FloatScalar>(
     var actionMask = Tensor<Int64>(shape: logProbShape, repeating: 0)
     for row in 0..<batchSize {
         for t in 0..<positions {
-            actionMask[row, t] = attentionMask[row, t + 1]
+            actionMask.scalars[row * positions + t] = attentionMask.scalars[row * length + t + 1]
         }
     }
-    var answerMask = Tensor<Int64>(shape: [batchSize, width], repeating: 0)
-    for row in 0..<batchSize {
-        for t in start..<positions {
-            answerMask[row, t - start] = actionMask[row, t]
-        }
-    }
+    let answerMask = answerPart(actionMask, start: start)
     guard answerMask.scalars.contains(1) else {
         throw StageError(.emptyMask, stage: check.stage, argument: "attention_mask",
                          "attention_mask[:, 1:][:, \(start):] selects no answer token; the losses' token-mean would be 0/0")
@@ -118,9 +154,8 @@ public func ppoLosses<T: FloatScalar>(
 
     var rewards: Tensor<T>
     do {
-        rewards = try computeRewards(logProbs: logProbs, refLogProbs: refLogProbs, rewardScore: rewardScore,
-                                     actionMask: actionMask, promptLength: promptLength, klCtl: klCtl,
-                                     clipRewardValue: clipRewardValue)
+        rewards = try stages.computeRewards(logProbs, refLogProbs, rewardScore, actionMask, promptLength, klCtl,
+                                            clipRewardValue)
     } catch {
         throw StageError(error.kind, stage: check.stage, argument: error.argument, "in compute_rewards: \(error.detail)")
     }
@@ -131,31 +166,32 @@ public func ppoLosses<T: FloatScalar>(
     let ends = answerEnds(actionMask: actionMask, start: start)
     for row in 0..<batchSize {
         for t in min(ends[row], positions)..<positions {
-            rewards[row, t] = 0
-            oldValues[row, t] = 0
+            rewards.scalars[row * positions + t] = 0
+            oldValues.scalars[row * positions + t] = 0
         }
-    }
-
-    func answerPart(_ x: Tensor<T>) -> Tensor<T> {
-        var part = Tensor<T>(shape: [batchSize, width], repeating: 0)
-        for row in 0..<batchSize {
-            for t in start..<positions {
-                part[row, t - start] = x[row, t]
-            }
-        }
-        return part
     }
 
     do {
-        let estimate = try gae(values: oldValues, rewards: rewards, start: start, gamma: gamma, lambda: lambda)
-        let actor = try actorLoss(logProbs: answerPart(newLogProbs), oldLogProbs: answerPart(logProbs),
-                                  advantages: estimate.advantages, mask: answerMask, cliprange: cliprange)
-        let critic = try criticLoss(values: answerPart(newValues), oldValues: answerPart(oldValues),
-                                    returns: estimate.returns, mask: answerMask, cliprangeValue: cliprangeValue)
+        let estimate = try stages.gae(oldValues, rewards, start, gamma, lambda)
+        let actor = try stages.actorLoss(answerPart(newLogProbs, start: start), answerPart(logProbs, start: start),
+                                         estimate.advantages, answerMask, cliprange)
+        let critic = try stages.criticLoss(answerPart(newValues, start: start), answerPart(oldValues, start: start),
+                                           estimate.returns, answerMask, cliprangeValue)
         return PPOLossesResult(start: start, actionMask: actionMask, ends: ends, rewards: rewards,
                                oldValues: oldValues, advantages: estimate.advantages, returns: estimate.returns,
                                actor: actor, critic: critic)
     } catch {
         throw StageError(error.kind, stage: check.stage, argument: error.argument, "in \(error.stage): \(error.detail)")
     }
+}
+
+/// x[:, start:] of a [B, N] tensor.
+func answerPart<S>(_ x: Tensor<S>, start: Int) -> Tensor<S> {
+    let batchSize = x.shape[0], positions = x.shape[1]
+    var part: [S] = []
+    part.reserveCapacity(batchSize * (positions - start))
+    for row in 0..<batchSize {
+        part += x.scalars[(row * positions + start)..<((row + 1) * positions)]
+    }
+    return Tensor.make([batchSize, positions - start], part)
 }
