@@ -8,6 +8,7 @@ import CriticLoss
 import DPOLoss
 import PPOStep
 import SFTLoss
+import TinyLM
 
 /// The stages of format `rlhf-golden-v1`, with the outputs each one produces
 /// (gradients last; `gather_log_probs` gives `grad_logits` only when the fixture
@@ -25,6 +26,7 @@ public let stageOutputs: [String: [String]] = [
     "ppo_losses": ["rewards", "old_values", "advantages", "returns", "actor_loss", "critic_loss"],
     // Added after v1 (a new stage never changes an old one).
     "sft_loss": ["loss", "grad_logits"],
+    "tiny_lm": ["logits", "values"] + TinyLMWeight.allCases.map { "grad_" + $0.rawValue },
 ]
 
 /// Runs a fixture's stage on its inputs, in the precision of its float inputs, and
@@ -35,6 +37,9 @@ public let stageOutputs: [String: [String]] = [
 public func runStage(_ fixture: Fixture) throws -> [String: FixtureTensor] {
     guard stageOutputs[fixture.stage] != nil else {
         throw FixtureProblem(field: "stage", "unknown stage \"\(fixture.stage)\"; known: \(stageOutputs.keys.sorted().joined(separator: ", "))")
+    }
+    if fixture.stage == "tiny_lm" {
+        return try runTinyLM(fixture)
     }
     // Compute in float64 if any float input is float64 (PyTorch's type promotion),
     // else in float32.
@@ -144,6 +149,30 @@ private func run<T: FloatScalar>(_ fixture: Fixture, reader r: InputReader<T>) t
     default:
         throw FixtureProblem(field: "stage", "unknown stage \"\(fixture.stage)\"")
     }
+}
+
+/// The `tiny_lm` stage: the model's forward on given weights, and its backward for
+/// the upstream gradients `grad_logits` and `grad_values`. Float64 only, as the
+/// model is written in `Double`.
+private func runTinyLM(_ fixture: Fixture) throws -> [String: FixtureTensor] {
+    var named = [String: Tensor<Double>]()
+    for (name, tensor) in fixture.inputs where name != "input_ids" {
+        guard case .float64(let t) = tensor else {
+            throw StageError(.wrongDType, stage: fixture.stage, argument: name,
+                             "the tiny_lm stage computes in float64, got \(tensor.dtype.rawValue)")
+        }
+        named[name] = t
+    }
+    let reader = InputReader<Double>(fixture: fixture)
+    let model = TinyLM(parameters: try TinyLMParameters(named: named))
+    let activations = try model.forward(reader.ids("input_ids"))
+    let gradient = try model.backward(activations, gradLogits: reader.float("grad_logits"),
+                                      gradValues: reader.float("grad_values"))
+    var outputs = ["logits": FixtureTensor(activations.logits), "values": FixtureTensor(activations.values)]
+    for weight in TinyLMWeight.allCases {
+        outputs["grad_" + weight.rawValue] = FixtureTensor(gradient.tensor(weight))
+    }
+    return outputs
 }
 
 /// Turns a fixture's named inputs and params into the typed arguments of a stage.
