@@ -22,13 +22,18 @@ public final class Chapter {
     public let number: Int
     /// The repository's GoldenData directory.
     public let goldenData: String
+    /// The chapter's own folder, `Chapters/NN-slug`, found from its source file.
+    public let directory: String
     private var checks = 0
     private var mismatches = [String]()
+    private var claims = 0
+    private var failedClaims = [String]()
 
     /// Prints the chapter's title. `file` locates the repository from the
     /// chapter's own source file, so it runs from any working directory.
     public init(number: Int, title: String, file: String = #filePath) {
         self.number = number
+        directory = (file as NSString).deletingLastPathComponent
         var components = file.split(separator: "/", omittingEmptySubsequences: false)
         if components.count > 3 { components.removeLast(3) }  // Chapters/NN-slug/main.swift
         let fromSource = components.joined(separator: "/") + "/GoldenData"
@@ -198,15 +203,34 @@ public final class Chapter {
         }
     }
 
-    /// Prints the verdict and exits: 0 if every check matched, 1 otherwise.
+    /// Checks a claim the chapter makes about its own run (a reward that must
+    /// rise, a bound that must hold); prints it with its verdict and counts it.
+    public func claim(_ holds: Bool, _ statement: String) {
+        claims += 1
+        if !holds { failedClaims.append(statement) }
+        print("  \(holds ? "holds" : "FAILS"): \(statement)")
+    }
+
+    /// Prints the verdict and exits: 0 if every check matched and every claim
+    /// held, 1 otherwise.
     public func finish() -> Never {
         print("")
+        var failed = false
         if mismatches.isEmpty {
             print("All \(checks) checks match the golden fixtures.")
-            exit(0)
+        } else {
+            print("\(mismatches.count) of \(checks) checks do NOT match: \(mismatches.joined(separator: ", "))")
+            failed = true
         }
-        print("\(mismatches.count) of \(checks) checks do NOT match: \(mismatches.joined(separator: ", "))")
-        exit(1)
+        if claims > 0 {
+            if failedClaims.isEmpty {
+                print("All \(claims) claims about this run hold.")
+            } else {
+                print("\(failedClaims.count) of \(claims) claims about this run do NOT hold.")
+                failed = true
+            }
+        }
+        exit(failed ? 1 : 0)
     }
 
     private func fail(_ message: String) -> Never {
