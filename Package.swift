@@ -42,6 +42,8 @@ targets += [
     .target(name: "TinyLM", dependencies: ["TensorCore"], swiftSettings: [.unsafeFlags(["-O"])]),
     // The fixture format `rlhf-golden-v1`: reading, running a stage, comparing.
     .target(name: "Golden", dependencies: ["TensorCore", "PPOStep", "TinyLM"] + stages.map { .byName(name: $0) }),
+    // SFT, reward model, PPO and DPO on the toy language, with the library's stages.
+    .target(name: "EndToEnd", dependencies: ["TensorCore", "TinyLM", "PPOStep"] + stages.map { .byName(name: $0) }),
     // `golden-verify [PATH ...]`: runs every fixture under the paths.
     .executableTarget(name: "GoldenVerify", dependencies: ["Golden"]),
     // Tables, fixture loading and golden checks for the chapters (no math here).
@@ -51,7 +53,7 @@ targets += [
 ]
 
 // One test target per module: golden fixtures, known answers and invariants.
-for name in ["TensorCore", "Golden", "PPOStep", "TinyLM"] + stages {
+for name in ["TensorCore", "Golden", "PPOStep", "TinyLM", "EndToEnd"] + stages {
     let shared = ["TestSupport", "TensorCore", "Golden"].filter { $0 != name }
     targets.append(
         .testTarget(name: name + "Tests", dependencies: [.byName(name: name)] + shared.map { .byName(name: $0) })

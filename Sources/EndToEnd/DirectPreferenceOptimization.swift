@@ -1,0 +1,90 @@
+import TensorCore
+import SFTLoss
+import DPOLoss
+import TinyLM
+
+/// Per-token log-probs of each answer, zero-padded: the inputs `dpo_loss` takes.
+///
+/// ```
+/// x[b, t] = log π(ids[b, t + 1] | ids[b, ..t])   for answer positions (t >= start, not a pad)
+///         = 0                                    elsewhere
+/// ```
+///
+/// Shapes: `sequences` [B, L] -> [B, N]. Returns the model's activations too, for
+/// the backward pass.
+func answerLogProbs(_ model: TinyLM, sequences: Tensor<Int64>) throws(StageError)
+    -> (logProbs: Tensor<Double>, mask: Tensor<Int64>, activations: TinyLMActivations) {
+    let activations = try model.forward(sequences)
+    var logProbs = try nextTokenLogProbs(logits: activations.logits, inputIds: sequences)
+    let mask = answerTokenMask(inputIds: sequences, promptLength: ToyLanguage.promptLength, padId: ToyLanguage.padId)
+    for i in 0..<mask.count where mask.scalars[i] == 0 { logProbs.scalars[i] = 0 }
+    return (logProbs, mask, activations)
+}
+
+/// Phase 4, DPO: from the SFT model, on the reward model's preference pairs, with
+/// the SFT model as the frozen reference; no reward model, no sampling.
+///
+/// ```
+/// per step: B pairs
+///   better, worse         = per-token answer log-probs of the policy      [B, N] each
+///   ref_better, ref_worse = the same under the reference
+///   loss = dpo_loss(better, worse, ref_better, ref_worse, β)
+///   θ ← Adam(∂loss/∂θ)   (dpoLossGradLogProbs, masked to answer tokens -> gather backward -> model)
+/// ```
+///
+/// As align-anything's `DPOTrainer` (`loss`, with `compute_log_probs` summing the
+/// answer tokens). Returns the loss of every step.
+public func directPreferenceOptimization(policy: inout TinyLM, reference: TinyLM,
+                                         pairs: [(chosen: TokenizedSequence, rejected: TokenizedSequence)],
+                                         steps: Int, batchSize: Int, beta: Double, learningRate: Double,
+                                         rng: inout SplitMix64) throws(StageError) -> [Double] {
+    var optimizer = Adam(for: policy.parameters, learningRate: learningRate)
+    var losses = [Double]()
+    let L = ToyLanguage.sequenceLength
+    for _ in 0..<steps {
+        let batch = drawBatch(pairs, count: batchSize, rng: &rng)
+        let chosen = Tensor.make([batchSize, L], batch.flatMap(\.chosen.inputIds))
+        let rejected = Tensor.make([batchSize, L], batch.flatMap(\.rejected.inputIds))
+        let better = try answerLogProbs(policy, sequences: chosen)
+        let worse = try answerLogProbs(policy, sequences: rejected)
+        let refBetter = try answerLogProbs(reference, sequences: chosen).logProbs
+        let refWorse = try answerLogProbs(reference, sequences: rejected).logProbs
+        losses.append(try dpoLoss(betterLogProbs: better.logProbs, worseLogProbs: worse.logProbs,
+                                  refBetterLogProbs: refBetter, refWorseLogProbs: refWorse, beta: beta).loss)
+        let grads = try dpoLossGradLogProbs(betterLogProbs: better.logProbs, worseLogProbs: worse.logProbs,
+                                            refBetterLogProbs: refBetter, refWorseLogProbs: refWorse, beta: beta)
+        // The zeros outside the answer were constants, not log-probs: no gradient flows there.
+        var gradient = TinyLMParameters(zerosFor: policy.config)
+        for (side, grad) in [(better, grads.gradBetterLogProbs), (worse, grads.gradWorseLogProbs)] {
+            var masked = grad
+            for i in 0..<masked.count where side.mask.scalars[i] == 0 { masked.scalars[i] = 0 }
+            let gradLogits = try nextTokenLogProbsGradLogits(logits: side.activations.logits,
+                                                             inputIds: side.activations.inputIds, gradOutput: masked)
+            let part = try policy.backward(side.activations, gradLogits: gradLogits, gradValues: nil)
+            for i in gradient.storage.indices { gradient.storage[i] += part.storage[i] }
+        }
+        optimizer.step(&policy.parameters, gradient: gradient)
+    }
+    return losses
+}
+
+/// The fraction of pairs whose chosen answer the model finds more likely than the
+/// rejected one: `mean(Σ_answer log π(chosen) > Σ_answer log π(rejected))`.
+///
+/// A model-only preference accuracy, so the SFT model and the DPO policy are
+/// judged by the same rule. (DPO's own `reward_accuracy` compares implicit
+/// rewards against the reference, which is 0 for the SFT model itself.)
+public func preferenceAccuracy(_ model: TinyLM,
+                               pairs: [(chosen: TokenizedSequence, rejected: TokenizedSequence)]) throws(StageError) -> Double {
+    let L = ToyLanguage.sequenceLength
+    let chosen = try answerLogProbs(model, sequences: Tensor.make([pairs.count, L], pairs.flatMap(\.chosen.inputIds)))
+    let rejected = try answerLogProbs(model, sequences: Tensor.make([pairs.count, L], pairs.flatMap(\.rejected.inputIds)))
+    let N = L - 1
+    var wins = 0
+    for b in 0..<pairs.count {
+        let chosenSum = chosen.logProbs.scalars[(b * N)..<((b + 1) * N)].reduce(0, +)
+        let rejectedSum = rejected.logProbs.scalars[(b * N)..<((b + 1) * N)].reduce(0, +)
+        if chosenSum > rejectedSum { wins += 1 }
+    }
+    return Double(wins) / Double(pairs.count)
+}

@@ -1,0 +1,101 @@
+import TensorCore
+import TinyLM
+
+/// Every knob of the end-to-end run; one seed fixes every number.
+public struct PipelineSettings: Sendable {
+    public var seed: UInt64 = 7
+    public var model = TinyLMConfig(vocabularySize: ToyLanguage.vocabularySize, contextLength: ToyLanguage.sequenceLength,
+                                    width: 24, hidden: 48)
+    public var sftSteps = 300
+    public var sftBatchSize = 32
+    public var sftLearningRate = 3e-3
+    public var rewardSteps = 150
+    public var rewardBatchSize = 16
+    public var rewardLearningRate = 5e-4
+    public var ppo = PPOSettings()
+    public var dpoSteps = 150
+    public var dpoBatchSize = 16
+    public var dpoBeta = 0.1
+    public var dpoLearningRate = 1e-3
+    /// Answers sampled per model to measure its mean reward.
+    public var evaluationSamples = 256
+
+    public init() {}
+}
+
+/// Mean and standard deviation of the reward model's scores of a model's answers.
+public struct RewardStatistics: Sendable {
+    public var mean: Double
+    public var standardDeviation: Double
+    public var count: Int
+}
+
+/// Samples `count` answers from `policy` to random prompts and scores them with
+/// the reward model (`rewardEndScores`).
+public func rewardStatistics(of policy: TinyLM, rewardModel: TinyLM, count: Int, temperature: Double = 1,
+                             rng: inout SplitMix64) throws(StageError) -> RewardStatistics {
+    let P = ToyLanguage.promptLength
+    let prompts = Tensor.make([count, P], (0..<count).flatMap { _ in ToyLanguage.prompt(rng: &rng) })
+    let sequences = try policy.generate(prompts: prompts, maxNewTokens: ToyLanguage.maxAnswerTokens,
+                                        temperature: temperature, endOfSequence: ToyLanguage.endOfSequence,
+                                        padId: ToyLanguage.padId, rng: &rng)
+    let scores = try rewardScores(rewardModel, sequences: sequences).scalars
+    let mean = scores.reduce(0, +) / Double(count)
+    let variance = scores.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(count)
+    return RewardStatistics(mean: mean, standardDeviation: variance.squareRoot(), count: count)
+}
+
+/// The models and the numbers of phases 1 and 2, which PPO and DPO start from.
+public struct PreparedModels: Sendable {
+    public var data: ToyData
+    public var sft: TinyLM
+    public var rewardModel: TinyLM
+    public var sftLosses: [Double]
+    public var rewardLosses: [Double]
+    /// Held-out pair accuracy of the reward model.
+    public var rewardAccuracy: Double
+    /// The reward of the SFT model's own answers: the baseline PPO must beat.
+    public var sftReward: RewardStatistics
+}
+
+/// Phases 1 and 2: the toy data, SFT from a random model, the reward model from
+/// the SFT model, and the SFT model's reward baseline.
+public func prepareModels(_ settings: PipelineSettings) throws(StageError) -> PreparedModels {
+    var rng = SplitMix64(seed: settings.seed)
+    let data = ToyData(seed: settings.seed &+ 1)
+    var sft = TinyLM(config: settings.model, rng: &rng)
+    let sftLosses = try supervisedFineTuning(model: &sft, demonstrations: data.demonstrations,
+                                             steps: settings.sftSteps, batchSize: settings.sftBatchSize,
+                                             learningRate: settings.sftLearningRate, rng: &rng)
+    var rewardModel = sft  // DeepSpeed-Chat starts the reward model from a trained LM
+    let rewardLosses = try trainRewardModel(model: &rewardModel, pairs: data.trainingPairs, steps: settings.rewardSteps,
+                                            batchSize: settings.rewardBatchSize,
+                                            learningRate: settings.rewardLearningRate, rng: &rng)
+    let accuracy = try rewardModelAccuracy(rewardModel, pairs: data.heldOutPairs)
+    let baseline = try rewardStatistics(of: sft, rewardModel: rewardModel, count: settings.evaluationSamples, rng: &rng)
+    return PreparedModels(data: data, sft: sft, rewardModel: rewardModel, sftLosses: sftLosses,
+                          rewardLosses: rewardLosses, rewardAccuracy: accuracy, sftReward: baseline)
+}
+
+/// Phase 3 from prepared models: actor and reference from SFT, critic from the
+/// reward model. Returns the trained actor and every step's record.
+public func runPPO(_ prepared: PreparedModels, settings: PPOSettings, seed: UInt64,
+                   progress: (PPOStepRecord) -> Void = { _ in }) throws(StageError) -> (actor: TinyLM, records: [PPOStepRecord]) {
+    var rng = SplitMix64(seed: seed)
+    var models = PPOModels(actor: prepared.sft, reference: prepared.sft, rewardModel: prepared.rewardModel,
+                           critic: prepared.rewardModel)
+    let records = try proximalPolicyOptimization(models: &models, settings: settings, rng: &rng, progress: progress)
+    return (models.actor, records)
+}
+
+/// Phase 4 from prepared models: the policy and the reference from SFT.
+public func runDPO(_ prepared: PreparedModels, _ settings: PipelineSettings,
+                   seed: UInt64) throws(StageError) -> (policy: TinyLM, losses: [Double]) {
+    var rng = SplitMix64(seed: seed)
+    var policy = prepared.sft
+    let losses = try directPreferenceOptimization(policy: &policy, reference: prepared.sft,
+                                                  pairs: prepared.data.trainingPairs, steps: settings.dpoSteps,
+                                                  batchSize: settings.dpoBatchSize, beta: settings.dpoBeta,
+                                                  learningRate: settings.dpoLearningRate, rng: &rng)
+    return (policy, losses)
+}

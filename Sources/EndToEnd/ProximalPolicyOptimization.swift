@@ -1,0 +1,178 @@
+import TensorCore
+import ActorLoss
+import CriticLoss
+import PPOStep
+import TinyLM
+
+/// The knobs of phase 3, with DeepSpeed-Chat's defaults where it has one, except
+/// `klCtl`.
+public struct PPOSettings: Sendable {
+    public var steps = 100
+    /// Prompts per step (each gets one sampled answer).
+    public var batchSize = 32
+    public var temperature = 1.0
+    /// β of the per-token KL penalty. DeepSpeed-Chat's `kl_ctl` is 0.1; this toy's
+    /// reward model spreads answers over a few points, and the KL-regularised
+    /// optimum `π ∝ π_ref · exp(r / β)` only cares about r / β, so the same leash
+    /// needs a larger β here (0.1 is a loose one: try `--kl-ctl 0.1`).
+    public var klCtl = 0.8
+    public var clipRewardValue = 5.0
+    public var cliprange = 0.2
+    public var cliprangeValue = 0.2
+    public var gamma = 1.0
+    public var lambda = 0.95
+    /// Passes over each batch of experience (DeepSpeed-Chat `--ppo_epochs`).
+    public var epochs = 4
+    public var actorLearningRate = 1e-3
+    public var criticLearningRate = 3e-3
+
+    public init() {}
+}
+
+/// What one PPO step saw and did.
+public struct PPOStepRecord: Sendable {
+    public var step: Int
+    /// Mean reward-model score of the step's sampled answers.
+    public var meanReward: Double
+    /// Mean over the batch of Σ_answer (log π - log π_ref): the sequence KL to the reference.
+    public var meanKL: Double
+    /// The actor and critic losses of the first epoch (before any update on this batch).
+    public var actorLoss: Double
+    public var criticLoss: Double
+    /// Mean answer tokens per sample, `<eos>` included.
+    public var meanAnswerLength: Double
+}
+
+/// The four models of DeepSpeed-Chat's step 3.
+public struct PPOModels: Sendable {
+    /// The policy being trained, from the SFT model.
+    public var actor: TinyLM
+    /// A frozen copy of the SFT model: the KL penalty's anchor.
+    public let reference: TinyLM
+    /// Frozen: scores each finished answer.
+    public let rewardModel: TinyLM
+    /// The value function, from the reward model.
+    public var critic: TinyLM
+
+    public init(actor: TinyLM, reference: TinyLM, rewardModel: TinyLM, critic: TinyLM) {
+        self.actor = actor
+        self.reference = reference
+        self.rewardModel = rewardModel
+        self.critic = critic
+    }
+}
+
+/// Phase 3, PPO: sample answers, score them, and move the actor toward higher
+/// reward while the KL penalty holds it near the reference.
+///
+/// ```
+/// per step:
+///   seq          = actor.generate(prompts)                       [B, L]  (experience)
+///   log_probs    = gather_log_probs(actor(seq)[:, :-1], seq[:, 1:])      [B, N]
+///   ref_log_probs = the same with the reference                            [B, N]
+///   reward_score = reward_end_scores(seq, reward_model(seq).values)       [B]
+///   values       = critic(seq).values[:, :-1]                              [B, N]
+///   repeat epochs times:
+///     new_log_probs, new_values from the current actor and critic
+///     ppo_losses(...)  = compute_rewards -> zero past the end -> gae -> actor_loss, critic_loss
+///     actor  ← Adam(∂ actor_loss / ∂θ)   (actorLossGradLogProbs -> gather backward -> model backward)
+///     critic ← Adam(∂ critic_loss / ∂φ)  (criticLossGradValues -> value head backward)
+/// ```
+///
+/// The data flow of DeepSpeed-Chat `DeepSpeedPPOTrainer.generate_experience` and
+/// `train_rlhf`; every formula is the library's (`ppoLosses` chains
+/// `computeRewards`, `gae`, `actorLoss`, `criticLoss`).
+public func proximalPolicyOptimization(models: inout PPOModels, settings: PPOSettings,
+                                       rng: inout SplitMix64,
+                                       progress: (PPOStepRecord) -> Void = { _ in }) throws(StageError) -> [PPOStepRecord] {
+    var actorOptimizer = Adam(for: models.actor.parameters, learningRate: settings.actorLearningRate)
+    var criticOptimizer = Adam(for: models.critic.parameters, learningRate: settings.criticLearningRate)
+    let P = ToyLanguage.promptLength, start = P - 1
+    let B = settings.batchSize
+    var records = [PPOStepRecord]()
+
+    for step in stride(from: 1, through: settings.steps, by: 1) {
+        // Experience.
+        let prompts = Tensor.make([B, P], (0..<B).flatMap { _ in ToyLanguage.prompt(rng: &rng) })
+        let sequences = try models.actor.generate(prompts: prompts, maxNewTokens: ToyLanguage.maxAnswerTokens,
+                                                  temperature: settings.temperature,
+                                                  endOfSequence: ToyLanguage.endOfSequence,
+                                                  padId: ToyLanguage.padId, rng: &rng)
+        let attentionMask = Tensor.make(sequences.shape, sequences.scalars.map { $0 != ToyLanguage.padId ? Int64(1) : 0 })
+        let logProbs = try nextTokenLogProbs(logits: models.actor.forward(sequences).logits, inputIds: sequences)
+        let refLogProbs = try nextTokenLogProbs(logits: models.reference.forward(sequences).logits, inputIds: sequences)
+        let rewardScore = try rewardScores(models.rewardModel, sequences: sequences)
+        let values = cutLastPosition(try models.critic.forward(sequences).values)
+
+        let answerMask = answerTokenMask(inputIds: sequences, promptLength: P, padId: ToyLanguage.padId)
+        var klSum = 0.0
+        for i in 0..<answerMask.count where answerMask.scalars[i] == 1 {
+            klSum += logProbs.scalars[i] - refLogProbs.scalars[i]
+        }
+
+        var record = PPOStepRecord(step: step, meanReward: rewardScore.scalars.reduce(0, +) / Double(B),
+                                   meanKL: klSum / Double(B), actorLoss: 0, criticLoss: 0,
+                                   meanAnswerLength: Double(answerMask.scalars.reduce(0, +)) / Double(B))
+        for epoch in 0..<settings.epochs {
+            let actorPass = try models.actor.forward(sequences)
+            let criticPass = try models.critic.forward(sequences)
+            let newLogProbs = try nextTokenLogProbs(logits: actorPass.logits, inputIds: sequences)
+            let newValues = cutLastPosition(criticPass.values)
+            let losses = try ppoLosses(attentionMask: attentionMask, logProbs: logProbs, refLogProbs: refLogProbs,
+                                       values: values, newLogProbs: newLogProbs, newValues: newValues,
+                                       rewardScore: rewardScore, promptLength: P, klCtl: settings.klCtl,
+                                       clipRewardValue: settings.clipRewardValue, cliprange: settings.cliprange,
+                                       cliprangeValue: settings.cliprangeValue, gamma: settings.gamma,
+                                       lambda: settings.lambda)
+            if epoch == 0 {
+                record.actorLoss = losses.actor.loss
+                record.criticLoss = losses.critic.loss
+            }
+            let answerPartMask = answerPart(losses.actionMask, start: start)
+
+            // Actor: ∂ actor_loss / ∂ new_log_probs[:, start:], then through the gather and the model.
+            let gradAnswerLogProbs = try actorLossGradLogProbs(
+                logProbs: answerPart(newLogProbs, start: start), oldLogProbs: answerPart(logProbs, start: start),
+                advantages: losses.advantages, mask: answerPartMask, cliprange: settings.cliprange)
+            let gradLogits = try nextTokenLogProbsGradLogits(logits: actorPass.logits, inputIds: sequences,
+                                                             gradOutput: widen(gradAnswerLogProbs, start: start))
+            let actorGradient = try models.actor.backward(actorPass, gradLogits: gradLogits, gradValues: nil)
+            actorOptimizer.step(&models.actor.parameters, gradient: actorGradient)
+
+            // Critic: ∂ critic_loss / ∂ new_values[:, start:], into the value head at [B, L].
+            let gradAnswerValues = try criticLossGradValues(
+                values: answerPart(newValues, start: start), oldValues: answerPart(losses.oldValues, start: start),
+                returns: losses.returns, mask: answerPartMask, cliprangeValue: settings.cliprangeValue)
+            let gradValues = widenToSequence(widen(gradAnswerValues, start: start))
+            let criticGradient = try models.critic.backward(criticPass, gradLogits: nil, gradValues: gradValues)
+            criticOptimizer.step(&models.critic.parameters, gradient: criticGradient)
+        }
+        records.append(record)
+        progress(record)
+    }
+    return records
+}
+
+/// values[:, :-1]: [B, L] -> [B, N], as `generate_experience` cuts the critic's output.
+func cutLastPosition<S>(_ x: Tensor<S>) -> Tensor<S> {
+    let B = x.shape[0], L = x.shape[1]
+    return Tensor.make([B, L - 1], (0..<B).flatMap { x.scalars[($0 * L)..<($0 * L + L - 1)] })
+}
+
+/// x[:, start:]: [B, N] -> [B, N - start].
+func answerPart<S>(_ x: Tensor<S>, start: Int) -> Tensor<S> {
+    let B = x.shape[0], N = x.shape[1]
+    return Tensor.make([B, N - start], (0..<B).flatMap { x.scalars[($0 * N + start)..<(($0 + 1) * N)] })
+}
+
+/// The inverse of `answerPart` for a gradient: [B, N - start] -> [B, N], zeros before start.
+func widen(_ x: Tensor<Double>, start: Int) -> Tensor<Double> {
+    let B = x.shape[0], M = x.shape[1]
+    return Tensor.make([B, M + start], (0..<B).flatMap { [Double](repeating: 0, count: start) + x.row($0) })
+}
+
+/// A [B, N] gradient of `values[:, :-1]` back at [B, L]: the last position gets 0.
+func widenToSequence(_ x: Tensor<Double>) -> Tensor<Double> {
+    let B = x.shape[0]
+    return Tensor.make([B, x.shape[1] + 1], (0..<B).flatMap { Array(x.row($0)) + [0] })
+}
