@@ -73,13 +73,15 @@ let chapters = [
     "07-ppo-step",
     "08-dpo-loss",
     "09-gradients",
+    "10-end-to-end",
 ]
 
 for chapter in chapters {
     targets.append(
         .executableTarget(
             name: "ch" + chapter,
-            dependencies: ["ChapterSupport", "TensorCore", "Golden", "PPOStep"] + stages.map { .byName(name: $0) },
+            dependencies: ["ChapterSupport", "TensorCore", "Golden", "PPOStep", "TinyLM", "EndToEnd"]
+                + stages.map { .byName(name: $0) },
             path: "Chapters/" + chapter,
             exclude: ["README.md"]
         )
