@@ -138,7 +138,6 @@ func ppoLossesComposed<T: FloatScalar>(
     }
 
     let start = promptLength - 1
-    let width = positions - start
     // action_mask = attention_mask[:, 1:]: position t of a log-prob scores token t + 1.
     var actionMask = Tensor<Int64>(shape: logProbShape, repeating: 0)
     for row in 0..<batchSize {
