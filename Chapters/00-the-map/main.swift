@@ -16,7 +16,8 @@ let chapter = Chapter(number: 0, title: "The map: four models, three steps, one 
 chapter.say("""
 RLHF as DeepSpeed-Chat runs it: train a chat model (SFT), train a model that scores answers
 (the reward model), then improve the chat model against that score with PPO. This chapter is
-the map; chapters 01 to 08 take the pieces one at a time, and 09 derives their gradients.
+the map; chapters 01 to 08 take the pieces one at a time, 09 derives their gradients, and 10
+trains a tiny model through all of it.
 """)
 
 // MARK: 1. The four models
@@ -208,6 +209,7 @@ guide.add(["06", "critic loss", "value clip, 0.5 * max -> critic_loss []"])
 guide.add(["07", "one PPO step", "all of the above on one batch"])
 guide.add(["08", "DPO", "no reward model, no critic: one loss on preference pairs"])
 guide.add(["09", "gradients", "every loss's backward pass, by hand, checked against autograd"])
+guide.add(["10", "end to end", "a tiny LM through SFT, reward model, PPO and DPO, with a plot"])
 chapter.show(guide)
 
 chapter.finish()

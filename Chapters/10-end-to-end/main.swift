@@ -68,8 +68,17 @@ models, and DPO. Every loss and every gradient is the library's; only the model 
 /// or tested output must be the same on every run.
 let started = Date()
 @MainActor func progress(_ text: String) {
-    let elapsed = isatty(STDOUT_FILENO) != 0 ? String(format: "  (%.1f s)", Date().timeIntervalSince(started)) : ""
+    let elapsed = isatty(STDOUT_FILENO) != 0 ? String(format: "  (t = %.1f s)", Date().timeIntervalSince(started)) : ""
     print(text + elapsed)
+}
+
+/// On a terminal, one line that PPO rewrites at every step (nothing when piped).
+@MainActor func stepLine(_ record: PPOStepRecord) {
+    guard isatty(STDOUT_FILENO) != 0 else { return }
+    let total = settings.ppo.steps
+    let line = String(format: "  step %d/%d  reward %.3f  KL %.3f", record.step, total, record.meanReward, record.meanKL)
+    print("\r" + line + (record.step == total ? "\n" : ""), terminator: "")
+    fflush(nil)  // every stream: the line has no newline to flush it
 }
 
 // MARK: 1. The model
@@ -107,14 +116,7 @@ gradient.)
 // MARK: 2. The language
 
 chapter.heading("2. A toy movie-review language")
-let prepared: PreparedModels
-do {
-    progress("[1/4] SFT and [2/4] reward model: training ...")
-    prepared = try prepareModels(settings)
-} catch {
-    print("the pipeline threw: \(error)"); exit(1)
-}
-let data = prepared.data
+let data = ToyData(seed: settings.dataSeed)
 chapter.say("""
 \(ToyLanguage.vocabularySize) words: \(ToyLanguage.words.prefix(10).joined(separator: " "))
   \(ToyLanguage.words.dropFirst(10).prefix(12).joined(separator: " "))
@@ -154,6 +156,12 @@ let shownPrompts = [ToyLanguage.prompts[0], ToyLanguage.prompts[3], ToyLanguage.
 // MARK: 3. SFT
 
 chapter.heading("3. Phase 1, SFT: learn to talk like the demonstrations")
+let prepared = chapter.must {
+    try prepareModels(settings) { phase in
+        progress(phase == "sft" ? "[1/4] SFT: \(settings.sftSteps) steps ..."
+                                : "[2/4] reward model: \(settings.rewardSteps) steps ...")
+    }
+}
 let sftLosses = prepared.sftLosses
 chapter.say("""
 \(settings.sftSteps) Adam steps of \(settings.sftBatchSize) demonstrations, sft_loss and sftLossGradLogits (the prompt is
@@ -189,7 +197,7 @@ gamma = \(fmt(ppo.gamma, 2)), lambda = \(fmt(ppo.lambda, 2)). KL is the mean ove
 log pi - log pi_ref: how far, in nats, the actor has moved from the SFT model.
 """)
 progress("[3/4] PPO: \(ppo.steps) steps ...")
-let ppoRun = chapter.must { try runPPO(prepared, settings: ppo, seed: settings.seed &+ 2) }
+let ppoRun = chapter.must { try runPPO(prepared, settings: ppo, seed: settings.seed &+ 2, progress: stepLine) }
 let records = ppoRun.records
 var ppoTable = Table(["step", "reward", "KL", "actor loss", "critic loss", "answer length"])
 for record in records where record.step == 1 || record.step % 10 == 0 {
@@ -222,7 +230,9 @@ var unleashed = ppo
 unleashed.klCtl = ppo.klCtl > 0 ? 0 : defaults.ppo.klCtl
 let leashed = ppo.klCtl > 0 ? records : []
 progress("[3/4] PPO again with kl_ctl = \(fmt(unleashed.klCtl, 2)) ...")
-let comparisonRun = chapter.must { try runPPO(prepared, settings: unleashed, seed: settings.seed &+ 2) }
+let comparisonRun = chapter.must {
+    try runPPO(prepared, settings: unleashed, seed: settings.seed &+ 2, progress: stepLine)
+}
 let comparison = comparisonRun.records
 let (withPenalty, withoutPenalty) = ppo.klCtl > 0 ? (leashed, comparison) : (comparison, records)
 let unleashedActor = ppo.klCtl > 0 ? comparisonRun.actor : ppoRun.actor

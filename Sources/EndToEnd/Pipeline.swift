@@ -21,6 +21,10 @@ public struct PipelineSettings: Sendable {
     public var evaluationSamples = 256
 
     public init() {}
+
+    /// The seed the toy data is drawn from (its own stream, so changing a phase's
+    /// settings never changes the data).
+    public var dataSeed: UInt64 { seed &+ 1 }
 }
 
 /// Mean and standard deviation of the reward model's scores of a model's answers.
@@ -59,14 +63,18 @@ public struct PreparedModels: Sendable {
 }
 
 /// Phases 1 and 2: the toy data, SFT from a random model, the reward model from
-/// the SFT model, and the SFT model's reward baseline.
-public func prepareModels(_ settings: PipelineSettings) throws(StageError) -> PreparedModels {
+/// the SFT model, and the SFT model's reward baseline. `phase` is told "sft" and
+/// then "reward model" as each begins, for a progress line.
+public func prepareModels(_ settings: PipelineSettings,
+                          phase: (String) -> Void = { _ in }) throws(StageError) -> PreparedModels {
     var rng = SplitMix64(seed: settings.seed)
-    let data = ToyData(seed: settings.seed &+ 1)
+    let data = ToyData(seed: settings.dataSeed)
+    phase("sft")
     var sft = TinyLM(config: settings.model, rng: &rng)
     let sftLosses = try supervisedFineTuning(model: &sft, demonstrations: data.demonstrations,
                                              steps: settings.sftSteps, batchSize: settings.sftBatchSize,
                                              learningRate: settings.sftLearningRate, rng: &rng)
+    phase("reward model")
     var rewardModel = sft  // DeepSpeed-Chat starts the reward model from a trained LM
     let rewardLosses = try trainRewardModel(model: &rewardModel, pairs: data.trainingPairs, steps: settings.rewardSteps,
                                             batchSize: settings.rewardBatchSize,
