@@ -5,7 +5,7 @@
 # Swift reference path, is set against torch's `<stage>` row at the same shape.
 #
 #   awk -f Benchmarks/join_rows.awk TORCH_OUTPUT SWIFT_OUTPUT
-FNR == NR { if ($1 == "ROW") torch[$2 " " $3] = $5; next }
+FILENAME == ARGV[1] { if ($1 == "ROW") torch[$2 " " $3] = $5; next }
 $1 == "ROW" {
     key = $2 " " $3
     peer = key
