@@ -205,7 +205,7 @@ for record in records where record.step == 1 || record.step % 10 == 0 {
                   fmt(record.criticLoss, 4), fmt(record.meanAnswerLength, 2)])
 }
 chapter.show(ppoTable, maximumRows: 16)
-chapter.say("")
+chapter.say("\n  (every 10th step above; the sparklines below and the plot show every step)\n")
 for (name, series) in [("reward", records.map(\.meanReward)), ("KL", records.map(\.meanKL)),
                        ("actor loss", records.map(\.actorLoss)), ("critic loss", records.map(\.criticLoss))] {
     chapter.say("  \(padded(name, 12)) \(sparkline(series, width: 50))  \(fmt(series.min()!, 2)) .. \(fmt(series.max()!, 2))")

@@ -38,11 +38,13 @@ public func directPreferenceOptimization(policy: inout TinyLM, reference: TinyLM
                                          pairs: [(chosen: TokenizedSequence, rejected: TokenizedSequence)],
                                          steps: Int, batchSize: Int, beta: Double, learningRate: Double,
                                          rng: inout SplitMix64) throws(StageError) -> [Double] {
+    try checkLoop(stage: "dpo", steps: steps, learningRate: learningRate)
+    try InputCheck(stage: "dpo").finite("beta", beta)
     var optimizer = Adam(for: policy.parameters, learningRate: learningRate)
     var losses = [Double]()
     let L = ToyLanguage.sequenceLength
     for _ in 0..<steps {
-        let batch = drawBatch(pairs, count: batchSize, rng: &rng)
+        let batch = try drawBatch(pairs, count: batchSize, rng: &rng, stage: "dpo", argument: "pairs")
         let chosen = Tensor.make([batchSize, L], batch.flatMap(\.chosen.inputIds))
         let rejected = Tensor.make([batchSize, L], batch.flatMap(\.rejected.inputIds))
         let better = try answerLogProbs(policy, sequences: chosen)
@@ -63,7 +65,7 @@ public func directPreferenceOptimization(policy: inout TinyLM, reference: TinyLM
             let part = try policy.backward(side.activations, gradLogits: gradLogits, gradValues: nil)
             for i in gradient.storage.indices { gradient.storage[i] += part.storage[i] }
         }
-        optimizer.step(&policy.parameters, gradient: gradient)
+        try optimizer.step(&policy.parameters, gradient: gradient)
     }
     return losses
 }

@@ -38,6 +38,7 @@ public struct RewardStatistics: Sendable {
 /// the reward model (`rewardEndScores`).
 public func rewardStatistics(of policy: TinyLM, rewardModel: TinyLM, count: Int, temperature: Double = 1,
                              rng: inout SplitMix64) throws(StageError) -> RewardStatistics {
+    try InputCheck(stage: "evaluation").parameter("count", count, in: 1..<Int.max, "answers to sample, at least one")
     let P = ToyLanguage.promptLength
     let prompts = Tensor.make([count, P], (0..<count).flatMap { _ in ToyLanguage.prompt(rng: &rng) })
     let sequences = try policy.generate(prompts: prompts, maxNewTokens: ToyLanguage.maxAnswerTokens,
@@ -67,6 +68,13 @@ public struct PreparedModels: Sendable {
 /// then "reward model" as each begins, for a progress line.
 public func prepareModels(_ settings: PipelineSettings,
                           phase: (String) -> Void = { _ in }) throws(StageError) -> PreparedModels {
+    let check = InputCheck(stage: "end_to_end")
+    try check.parameter("model.vocabularySize", settings.model.vocabularySize,
+                        in: ToyLanguage.vocabularySize..<(ToyLanguage.vocabularySize + 1), "the toy language's V")
+    try check.parameter("model.contextLength", settings.model.contextLength, in: ToyLanguage.sequenceLength..<Int.max,
+                        "room for prompt + answer")
+    try check.parameter("model.width", settings.model.width, in: 1..<Int.max, "C >= 1")
+    try check.parameter("model.hidden", settings.model.hidden, in: 1..<Int.max, "H >= 1")
     var rng = SplitMix64(seed: settings.seed)
     let data = ToyData(seed: settings.dataSeed)
     phase("sft")

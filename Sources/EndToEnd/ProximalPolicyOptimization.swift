@@ -85,6 +85,12 @@ public struct PPOModels: Sendable {
 public func proximalPolicyOptimization(models: inout PPOModels, settings: PPOSettings,
                                        rng: inout SplitMix64,
                                        progress: (PPOStepRecord) -> Void = { _ in }) throws(StageError) -> [PPOStepRecord] {
+    let check = InputCheck(stage: "ppo")
+    try check.parameter("steps", settings.steps, in: 0..<Int.max, "a number of PPO steps")
+    try check.parameter("batch_size", settings.batchSize, in: 1..<Int.max, "prompts per step, at least one")
+    try check.parameter("epochs", settings.epochs, in: 0..<Int.max, "passes over each batch of experience")
+    try check.nonNegative("actor_learning_rate", settings.actorLearningRate)
+    try check.nonNegative("critic_learning_rate", settings.criticLearningRate)
     var actorOptimizer = Adam(for: models.actor.parameters, learningRate: settings.actorLearningRate)
     var criticOptimizer = Adam(for: models.critic.parameters, learningRate: settings.criticLearningRate)
     let P = ToyLanguage.promptLength, start = P - 1
@@ -137,7 +143,7 @@ public func proximalPolicyOptimization(models: inout PPOModels, settings: PPOSet
             let gradLogits = try nextTokenLogProbsGradLogits(logits: actorPass.logits, inputIds: sequences,
                                                              gradOutput: widen(gradAnswerLogProbs, start: start))
             let actorGradient = try models.actor.backward(actorPass, gradLogits: gradLogits, gradValues: nil)
-            actorOptimizer.step(&models.actor.parameters, gradient: actorGradient)
+            try actorOptimizer.step(&models.actor.parameters, gradient: actorGradient)
 
             // Critic: ∂ critic_loss / ∂ new_values[:, start:], into the value head at [B, L].
             let gradAnswerValues = try criticLossGradValues(
@@ -145,7 +151,7 @@ public func proximalPolicyOptimization(models: inout PPOModels, settings: PPOSet
                 returns: losses.returns, mask: answerPartMask, cliprangeValue: settings.cliprangeValue)
             let gradValues = widenToSequence(widen(gradAnswerValues, start: start))
             let criticGradient = try models.critic.backward(criticPass, gradLogits: nil, gradValues: gradValues)
-            criticOptimizer.step(&models.critic.parameters, gradient: criticGradient)
+            try criticOptimizer.step(&models.critic.parameters, gradient: criticGradient)
         }
         records.append(record)
         progress(record)

@@ -18,10 +18,12 @@ import TinyLM
 public func trainRewardModel(model: inout TinyLM, pairs: [(chosen: TokenizedSequence, rejected: TokenizedSequence)],
                              steps: Int, batchSize: Int, learningRate: Double,
                              rng: inout SplitMix64) throws(StageError) -> [Double] {
+    try checkLoop(stage: "reward_model", steps: steps, learningRate: learningRate)
     var optimizer = Adam(for: model.parameters, learningRate: learningRate)
     var losses = [Double]()
     for _ in 0..<steps {
-        let ids = try collateRewardBatch(drawBatch(pairs, count: batchSize, rng: &rng)).inputIds
+        let batch = try drawBatch(pairs, count: batchSize, rng: &rng, stage: "reward_model", argument: "pairs")
+        let ids = try collateRewardBatch(batch).inputIds
         let activations = try model.forward(ids)
         let result = try pairwiseRewardLoss(inputIds: ids, rewards: activations.values, padId: ToyLanguage.padId,
                                             numPaddingAtBeginning: 0)
@@ -29,7 +31,7 @@ public func trainRewardModel(model: inout TinyLM, pairs: [(chosen: TokenizedSequ
         let gradRewards = try pairwiseRewardLossGradRewards(inputIds: ids, rewards: activations.values,
                                                             padId: ToyLanguage.padId, numPaddingAtBeginning: 0)
         let gradient = try model.backward(activations, gradLogits: nil, gradValues: gradRewards)
-        optimizer.step(&model.parameters, gradient: gradient)
+        try optimizer.step(&model.parameters, gradient: gradient)
     }
     return losses
 }

@@ -1,3 +1,5 @@
+import TensorCore
+
 /// Adam, by hand, over a ``TinyLMParameters`` layout.
 ///
 /// ```
@@ -30,8 +32,19 @@ public struct Adam: Sendable {
     }
 
     /// One update of `parameters` along `gradient` (same layout).
-    public mutating func step(_ parameters: inout TinyLMParameters, gradient: TinyLMParameters) {
-        precondition(gradient.storage.count == parameters.storage.count, "internal: gradient layout differs")
+    ///
+    /// - Throws: ``StageError`` if `gradient`, `parameters` and the optimizer's
+    ///   moments are not of one layout (a gradient of another model's config), or
+    ///   the gradient holds NaN; nothing is changed then.
+    public mutating func step(_ parameters: inout TinyLMParameters, gradient: TinyLMParameters) throws(StageError) {
+        guard gradient.config == parameters.config, parameters.storage.count == firstMoment.count else {
+            throw StageError(.shapeMismatch, stage: "adam", argument: "gradient",
+                             "a gradient of \(gradient.storage.count) weights for parameters of \(parameters.storage.count), "
+                             + "with moments of \(firstMoment.count): one model's config for all three")
+        }
+        if let bad = gradient.storage.firstIndex(where: \.isNaN) {
+            throw StageError(.notANumber, stage: "adam", argument: "gradient", "NaN at weight \(bad)")
+        }
         stepCount += 1
         let correction1 = 1 - pow(beta1, Double(stepCount))
         let correction2 = 1 - pow(beta2, Double(stepCount))

@@ -74,6 +74,37 @@ struct EndToEndTests {
         #expect(records.allSatisfy { $0.meanKL == 0 }, "actor = reference on every step")
     }
 
+    @Test("settings no phase can run with throw a typed error naming the knob")
+    func badSettings() {
+        var settings = shortSettings()
+        settings.model.contextLength = 4
+        expectStageError(.parameterOutOfRange, argument: "model.contextLength") { try prepareModels(settings) }
+        settings = shortSettings()
+        settings.sftBatchSize = 0
+        expectStageError(.parameterOutOfRange, argument: "batch_size") { try prepareModels(settings) }
+        settings = shortSettings()
+        settings.rewardLearningRate = -1
+        expectStageError(.parameterOutOfRange, argument: "learning_rate") { try prepareModels(settings) }
+        var rng = SplitMix64(seed: 1)
+        var model = TinyLM(config: settings.model, rng: &rng)
+        expectStageError(.shapeMismatch, argument: "demonstrations") {
+            try supervisedFineTuning(model: &model, demonstrations: [], steps: 1, batchSize: 1, learningRate: 0.1,
+                                     rng: &rng)
+        }
+        var models = PPOModels(actor: model, reference: model, rewardModel: model, critic: model)
+        var ppo = PPOSettings()
+        ppo.batchSize = 0
+        expectStageError(.parameterOutOfRange, argument: "batch_size") {
+            try proximalPolicyOptimization(models: &models, settings: ppo, rng: &rng)
+        }
+        ppo = PPOSettings()
+        ppo.temperature = 0
+        ppo.steps = 1
+        expectStageError(.parameterOutOfRange, argument: "temperature") {
+            try proximalPolicyOptimization(models: &models, settings: ppo, rng: &rng)
+        }
+    }
+
     // MARK: The data
 
     @Test("every sequence is prompt + answer + <eos>, right-padded to L = 8, and pairs share their prompt")

@@ -62,23 +62,23 @@ struct TinyLMTests {
     }
 
     @Test("Adam's first step moves each weight by lr * g / (|g| + eps): the bias corrections undo the zero start")
-    func adamFirstStep() {
+    func adamFirstStep() throws {
         let config = TinyLMConfig(vocabularySize: 2, contextLength: 1, width: 1, hidden: 1)
         var parameters = TinyLMParameters(zerosFor: config)
         var gradient = TinyLMParameters(zerosFor: config)
         for i in gradient.storage.indices { gradient.storage[i] = Double(i + 1) * (i % 2 == 0 ? 1 : -0.001) }
         var adam = Adam(for: parameters, learningRate: 0.01)
-        adam.step(&parameters, gradient: gradient)
+        try adam.step(&parameters, gradient: gradient)
         let expected = gradient.storage.map { -0.01 * $0 / (abs($0) + 1e-8) }
         expectClose(parameters.storage, expected, abs: 1e-15, rel: 1e-12, "theta after one step")
     }
 
     @Test("sampling at a tiny temperature picks the largest logit; a zero-weight token is never drawn")
-    func sampling() {
+    func sampling() throws {
         var rng = SplitMix64(seed: 9)
         let logits: [Double] = [0.1, 2.0, 1.9, -3]
         for _ in 0..<50 {
-            #expect(sampleToken(logits: logits[...], temperature: 1e-3, rng: &rng) == 1)
+            #expect(try sampleToken(logits: logits[...], temperature: 1e-3, rng: &rng) == 1)
         }
         for _ in 0..<200 {
             #expect(rng.categorical([0.5, 0, 0.5]) != 1)
@@ -173,6 +173,27 @@ struct TinyLMTests {
             try model.backward(try model.forward(ids), gradLogits: nil,
                                gradValues: Tensor.make([2, 4], [0, 0, .nan, 0, 0, 0, 0, 0]))
         }
+        var rng = SplitMix64(seed: 1)
+        expectStageError(.parameterOutOfRange, argument: "temperature") {
+            try sampleToken(logits: [0.0, 1.0][...], temperature: 0, rng: &rng)
+        }
+        expectStageError(.notANumber, argument: "logits") {
+            try sampleToken(logits: [0.0, .nan][...], temperature: 1, rng: &rng)
+        }
+        expectStageError(.parameterOutOfRange, argument: "max_new_tokens") {
+            try model.generate(prompts: Tensor.make([1, 2], [0, 1]), maxNewTokens: 3, temperature: 1,
+                               endOfSequence: 1, padId: 0, rng: &rng)
+        }
+        expectStageError(.parameterOutOfRange, argument: "B") {
+            try model.generate(prompts: Tensor.make([0, 2], [Int64]()), maxNewTokens: 1, temperature: 1,
+                               endOfSequence: 1, padId: 0, rng: &rng)
+        }
+        var other = TinyLMParameters(zerosFor: TinyLMConfig(vocabularySize: 2, contextLength: 1, width: 1, hidden: 1))
+        var adam = Adam(for: other, learningRate: 0.1)
+        expectStageError(.shapeMismatch, argument: "gradient") {
+            try adam.step(&other, gradient: model.parameters)
+        }
+        #expect(other.storage.allSatisfy { $0 == 0 }, "a rejected step changes nothing")
         expectStageError(.shapeMismatch, argument: "mlp_in") {
             var named = [String: Tensor<Double>]()
             for weight in TinyLMWeight.allCases { named[weight.rawValue] = model.parameters.tensor(weight) }
