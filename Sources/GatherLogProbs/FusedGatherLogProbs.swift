@@ -32,8 +32,8 @@ import Darwin
 /// probe), once for Σ exp(x - m) with a vectorised exp (``exponential(_:)``,
 /// about 1 ulp). Only the label's logit is gathered; the log-softmax is never
 /// formed. Rows are spread over all cores with `DispatchQueue.concurrentPerform`;
-/// memory beyond the [B, T] result is a few bytes per chunk of rows. A row whose
-/// max is not finite (+inf, or all -inf) is computed by the plain formula.
+/// memory beyond the [B, T] result is a few bytes per chunk of rows. A row with a
+/// NaN, a +inf or nothing but -inf is computed by the plain, scalar formula.
 ///
 /// - Throws: the same ``StageError``s as `gatherLogProbs`, in the same order:
 ///   shapes that do not agree, a label outside `[0, V)`, NaN in `logits` (found
@@ -162,8 +162,14 @@ private func rowLogSumExpParts(
     _ row: UnsafePointer<Float>, _ count: Int, expInto store: UnsafeMutablePointer<Float>?
 ) -> (maximum: Float, logSumShifted: Float, sumOfExp: Double, hasNaN: Bool) {
     let (maximum, probe) = maximumAndProbe(row, count)
-    if !probe.isFinite || !maximum.isFinite {
-        return rowLogSumExpPartsPlain(row, count, expInto: store)
+    if !probe.isFinite {
+        // NaN, ±inf or a huge sum. A finite max without NaN means -inf entries (a
+        // masked vocabulary) or an overflowing sum: the vector path handles both
+        // (exp(-inf) = 0). Anything else goes by the plain, scalar definition.
+        let values = UnsafeBufferPointer(start: row, count: count)
+        if !maximum.isFinite || values.contains(where: \.isNaN) {
+            return rowLogSumExpPartsPlain(row, count, expInto: store)
+        }
     }
     let sumOfExp = sumOfShiftedExp(row, count, shift: maximum, expInto: store)
     return (maximum, Float.log(Float(sumOfExp)), sumOfExp, false)

@@ -74,9 +74,16 @@ struct FusedGatherLogProbsTests {
         #expect(fused.scalars[0] == -.infinity)
         expectClose(Array(fused.scalars.dropFirst()).map(Double.init), plain.scalars.dropFirst().map(Double.init),
                     abs: fastVsPlain.abs, rel: fastVsPlain.rel, "log_probs")
+        // A masked (-inf) entry that is not the label: the vector path, as the plain one.
+        let unmaskedLabels = Tensor.make([2, 2], [3, 5, 18, 0] as [Int64])
+        expectClose(try gatherLogProbsFused(logits: logits, labels: unmaskedLabels),
+                    try gatherLogProbs(logits: logits, labels: unmaskedLabels).scalars.map(Double.init),
+                    abs: fastVsPlain.abs, rel: fastVsPlain.rel, "log_probs, -inf entry unlabelled")
         let upstream = Tensor.make([2, 2], [0.5, -1, 2, 1] as [Float])
-        let grad = try gatherLogProbsFusedGradLogits(logits: logits, labels: Tensor.make([2, 2], [3, 5, 18, 0]), gradOutput: upstream)
+        let grad = try gatherLogProbsFusedGradLogits(logits: logits, labels: unmaskedLabels, gradOutput: upstream)
         #expect(grad.scalars[2] == 0, "a -inf logit gets exactly zero gradient")
+        expectClose(grad, try gatherLogProbsGradLogits(logits: logits, labels: unmaskedLabels, gradOutput: upstream).scalars.map(Double.init),
+                    abs: fastVsPlain.abs, rel: fastVsPlain.rel, "grad_logits")
     }
 
     // MARK: Errors
