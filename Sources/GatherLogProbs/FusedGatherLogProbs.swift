@@ -55,10 +55,12 @@ public func gatherLogProbsFused(logits: Tensor<Float>, labels: Tensor<Int64>) th
                 let labelsBase = UnsafeShared(labelsBuffer.baseAddress)
                 sawNaN = forEachRowChunk(rows: rows, vocabularySize: vocabularySize) { rowRange in
                     var chunkSawNaN = false
+                    var scan: RowScan?  // the next row's max and probe, found while this row is exponentiated
                     for position in rowRange {
                         let row = input.pointer! + position * vocabularySize
                         let label = Int(labelsBase.pointer![position])
-                        let parts = rowLogSumExpParts(row, vocabularySize, expInto: nil)
+                        let next = position + 1 < rowRange.upperBound ? row + vocabularySize : nil
+                        let parts = rowLogSumExpParts(row, vocabularySize, expInto: nil, scan: &scan, next: next)
                         chunkSawNaN = chunkSawNaN || parts.hasNaN
                         output.pointer![position] = (row[label] - parts.maximum) - parts.logSumShifted
                     }
@@ -129,12 +131,15 @@ public func gatherLogProbsFusedGradLogits(
                         let logProbsBase = UnsafeShared(logProbsBuffer.baseAddress)
                         sawNaN = forEachRowChunk(rows: rows, vocabularySize: vocabularySize) { rowRange in
                             var chunkSawNaN = false
+                            var scan: RowScan?
                             for position in rowRange {
                                 let offset = position * vocabularySize
-                                chunkSawNaN = chunkSawNaN || writeRowGradient(
-                                    logits: input.pointer! + offset, vocabularySize,
+                                let next = position + 1 < rowRange.upperBound ? input.pointer! + offset + vocabularySize : nil
+                                let rowHasNaN = writeRowGradient(
+                                    logits: input.pointer! + offset, vocabularySize, scan: &scan, next: next,
                                     label: Int(labelsBase.pointer![position]), upstream: upstreamBase.pointer![position],
                                     into: grad.pointer! + offset, logProb: logProbsBase.pointer! + position)
+                                chunkSawNaN = chunkSawNaN || rowHasNaN
                             }
                             return chunkSawNaN
                         }
@@ -153,25 +158,40 @@ public func gatherLogProbsFusedGradLogits(
 
 // MARK: - One row
 
+/// A row's max and NaN probe (``maximumAndProbe(_:_:)``).
+private struct RowScan {
+    var maximum: Float
+    var probe: Float
+}
+
 /// The max of a row, log Σ exp(x - max), Σ exp(x - max) itself, and whether the
 /// row holds a NaN, in two passes over the row (it stays in L2 between them).
 ///
-/// With `expInto`, exp(x - max) is also written there, element by element.
+/// `scan` is the row's max and probe if already known; on return it holds those
+/// of `next`, the following row, found during this row's exp pass: its loads from
+/// memory then overlap this row's exp work instead of adding to it. With
+/// `expInto`, exp(x - max) is also written there, element by element.
 @inline(__always)
 private func rowLogSumExpParts(
-    _ row: UnsafePointer<Float>, _ count: Int, expInto store: UnsafeMutablePointer<Float>?
+    _ row: UnsafePointer<Float>, _ count: Int, expInto store: UnsafeMutablePointer<Float>?,
+    scan: inout RowScan?, next: UnsafePointer<Float>?
 ) -> (maximum: Float, logSumShifted: Float, sumOfExp: Double, hasNaN: Bool) {
-    let (maximum, probe) = maximumAndProbe(row, count)
+    let (maximum, probe) = scan.map { ($0.maximum, $0.probe) } ?? maximumAndProbe(row, count)
     if !probe.isFinite {
         // NaN, ±inf or a huge sum. A finite max without NaN means -inf entries (a
         // masked vocabulary) or an overflowing sum: the vector path handles both
         // (exp(-inf) = 0). Anything else goes by the plain, scalar definition.
         let values = UnsafeBufferPointer(start: row, count: count)
         if !maximum.isFinite || values.contains(where: \.isNaN) {
+            scan = next.map { next in
+                let (maximum, probe) = maximumAndProbe(next, count)
+                return RowScan(maximum: maximum, probe: probe)
+            }
             return rowLogSumExpPartsPlain(row, count, expInto: store)
         }
     }
-    let sumOfExp = sumOfShiftedExp(row, count, shift: maximum, expInto: store)
+    let (sumOfExp, nextScan) = sumOfShiftedExp(row, count, shift: maximum, expInto: store, scanning: next)
+    scan = nextScan
     return (maximum, Float.log(Float(sumOfExp)), sumOfExp, false)
 }
 
@@ -201,11 +221,13 @@ private func maximumAndProbe(_ row: UnsafePointer<Float>, _ count: Int) -> (maxi
 }
 
 /// Σ exp(x - shift) over `count` floats, for a finite `shift` >= every x; with
-/// `store`, each exp(x - shift) is written there too.
+/// `store`, each exp(x - shift) is written there too; with `next`, the max and
+/// probe of `count` floats there, in the same loop.
 @inline(__always)
 private func sumOfShiftedExp(
-    _ row: UnsafePointer<Float>, _ count: Int, shift: Float, expInto store: UnsafeMutablePointer<Float>?
-) -> Double {
+    _ row: UnsafePointer<Float>, _ count: Int, shift: Float, expInto store: UnsafeMutablePointer<Float>?,
+    scanning next: UnsafePointer<Float>?
+) -> (sum: Double, nextScan: RowScan?) {
     // Subtracting the max makes every exponent <= 0, so no term overflows and the
     // largest is exactly 1 (the sum is >= 1, its log >= 0).
     // Each lane sums 32 terms in Float (relative error < 2e-6, typically 2e-7),
@@ -214,6 +236,8 @@ private func sumOfShiftedExp(
     let shiftLanes = FloatVector(repeating: shift)
     let vectorsPerBlock = 32
     var total = SIMD8<Double>()
+    var nextMaxLanes = FloatVector(repeating: -.infinity)
+    var nextProbeLanes = FloatVector()
     var i = 0
     while i + FloatVector.scalarCount <= count {
         // One block of up to 32 vectors summed in Float lanes, then added in Double
@@ -224,9 +248,23 @@ private func sumOfShiftedExp(
             let e = exponential(load(row + i) - shiftLanes)
             if let store { storeVector(e, store + i) }
             block += e
+            if let next {
+                let y = load(next + i)
+                nextMaxLanes = nextMaxLanes.replacing(with: y, where: nextMaxLanes .< y)
+                nextProbeLanes += y
+            }
             i &+= FloatVector.scalarCount
         }
         total += SIMD8<Double>(block)
+    }
+    var nextScan: RowScan?
+    if let next {
+        var scan = RowScan(maximum: nextMaxLanes.max(), probe: nextProbeLanes.sum())
+        for j in i..<count {
+            scan.maximum = max(scan.maximum, next[j])
+            scan.probe += next[j]
+        }
+        nextScan = scan
     }
     if i < count {
         // The tail, padded with -inf (exp gives exactly 0 there).
@@ -236,7 +274,7 @@ private func sumOfShiftedExp(
         for lane in 0..<(count - i) { store?[i + lane] = e[lane] }
         total += SIMD8<Double>(e)
     }
-    return total.sum()
+    return (total.sum(), nextScan)
 }
 
 /// `rowLogSumExpParts` by the plain, scalar definition (libm exp, Double sum), for
@@ -260,10 +298,11 @@ private func rowLogSumExpPartsPlain(
 /// Writes one row of `grad_logits` and its log-prob; returns whether the row had a NaN.
 @inline(__always)
 private func writeRowGradient(
-    logits row: UnsafePointer<Float>, _ count: Int, label: Int, upstream: Float,
-    into grad: UnsafeMutablePointer<Float>, logProb: UnsafeMutablePointer<Float>
+    logits row: UnsafePointer<Float>, _ count: Int, scan: inout RowScan?, next: UnsafePointer<Float>?,
+    label: Int, upstream: Float, into grad: UnsafeMutablePointer<Float>, logProb: UnsafeMutablePointer<Float>
 ) -> Bool {
-    let parts = rowLogSumExpParts(row, count, expInto: grad)  // grad[v] = exp(x_v - m) for now
+    // grad[v] = exp(x_v - m) for now
+    let parts = rowLogSumExpParts(row, count, expInto: grad, scan: &scan, next: next)
     logProb.pointee = (row[label] - parts.maximum) - parts.logSumShifted
     // grad[v] = 1[v = y]·g - exp(x_v - m)·(g / Σ): one multiply per element. The
     // factor g / Σ is formed in Double and rounded once.

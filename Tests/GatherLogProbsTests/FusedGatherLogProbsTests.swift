@@ -95,6 +95,10 @@ struct FusedGatherLogProbsTests {
         let upstream = Tensor<Float>(shape: [2, 3], repeating: 1)
         var withNaN = logits
         withNaN[1, 2, 3] = .nan
+        var nanInMiddleRow = logits  // a row whose max and probe come from the row before's exp pass
+        nanInMiddleRow[0, 1, 2] = .nan
+        var infInMiddleRow = logits
+        infInMiddleRow[0, 2, 0] = .infinity
         let cases: [(StageError.Kind, String, Tensor<Float>, Tensor<Int64>)] = [
             (.labelOutOfRange, "labels", logits, Tensor.make([2, 3], [0, 1, 2, 3, 4, 0])),
             (.labelOutOfRange, "labels", logits, Tensor.make([2, 3], [0, 1, 2, 3, -1, 0])),
@@ -102,6 +106,8 @@ struct FusedGatherLogProbsTests {
             (.shapeMismatch, "logits", Tensor<Float>(shape: [2, 3], repeating: 0), labels),
             (.parameterOutOfRange, "V", Tensor<Float>(shape: [2, 3, 0], repeating: 0), labels),
             (.notANumber, "logits", withNaN, labels),
+            (.notANumber, "logits", nanInMiddleRow, labels),
+            (.nonFiniteResult, "log_probs", infInMiddleRow, labels),
             (.nonFiniteResult, "log_probs", Tensor<Float>(shape: [1, 1, 2], repeating: -.infinity), Tensor.make([1, 1], [0])),
             (.nonFiniteResult, "log_probs", Tensor.make([1, 1, 2], [.infinity, 0]), Tensor.make([1, 1], [1])),
         ]
