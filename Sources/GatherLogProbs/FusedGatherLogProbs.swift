@@ -28,10 +28,11 @@ import Darwin
 /// (abs 1e-6 + rel 1e-6, see the tests), and through it DeepSpeed-Chat
 /// `ppo_trainer.py :: gather_log_probs` (`F.log_softmax` then `gather`).
 ///
-/// Each row is read twice while it is in cache: once for its max (and a NaN
-/// probe), once for Σ exp(x - m) with a vectorised exp (``exponential(_:)``,
-/// about 1 ulp). Only the label's logit is gathered; the log-softmax is never
-/// formed. Rows are spread over all cores with `DispatchQueue.concurrentPerform`;
+/// Each row is read twice: once from memory for its max (and a NaN probe), once
+/// from cache for Σ exp(x - m) with a vectorised exp (``exponential(_:)``, about
+/// 1 ulp). The first read of row r + 1 runs in the same loop as the exp pass of
+/// row r, so memory and arithmetic overlap. Only the label's logit is gathered;
+/// the log-softmax is never formed. Rows are spread over all cores with `DispatchQueue.concurrentPerform`;
 /// memory beyond the [B, T] result is a few bytes per chunk of rows. A row with a
 /// NaN, a +inf or nothing but -inf is computed by the plain, scalar formula.
 ///
@@ -93,8 +94,9 @@ public func gatherLogProbsFused(logits: Tensor<Float>, labels: Tensor<Int64>) th
 /// float32 round-off, and through it PyTorch autograd through DeepSpeed-Chat's
 /// `gather_log_probs`. A `-inf` logit still gets exactly zero gradient.
 ///
-/// Per row: one pass for the max, one that writes exp(x - m) straight into the
-/// output row while summing it, one that turns the row in place into
+/// Per row: one pass for the max (run inside the previous row's exp pass), one
+/// that writes exp(x - m) straight into the output row while summing it, one that
+/// turns the row in place into
 /// `1[v = y]·g - exp(x - m)·(g / Σ)` (the row stays in cache between them). The
 /// softmax is thus exp(x - m) / Σ rather than the plain exp(log_softmax): the
 /// same number to a few ulp. The only [B, T, V] allocation is the result itself,
