@@ -34,13 +34,8 @@ public func gaeFast(
     lambda: Double
 ) throws(StageError) -> GAEResult<Float> {
     let check = InputCheck(stage: "gae")
-    try check.rank(values, "values", is: 2, legend: "[B, N]")
+    try checkGAEInputs(values: values, rewards: rewards, start: start, gamma: gamma, lambda: lambda, check)
     let batchSize = values.shape[0], positions = values.shape[1]
-    try check.shape(rewards, "rewards", equals: values.shape, sameAs: "same as values")
-    try check.parameter("start", start, in: 0..<positions,
-                        "the first answer position, in [0, N) for values \(describe(shape: values.shape))")
-    try check.finite("gamma", gamma)
-    try check.finite("lambda", lambda)
     // A concrete scan first; the generic check runs only to name the NaN.
     if values.scalars.contains(where: \.isNaN) { try check.noNaN(values, "values") }
     if rewards.scalars.contains(where: \.isNaN) { try check.noNaN(rewards, "rewards") }

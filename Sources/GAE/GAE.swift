@@ -44,13 +44,8 @@ public func gae<T: FloatScalar>(
     lambda: Double
 ) throws(StageError) -> GAEResult<T> {
     let check = InputCheck(stage: "gae")
-    try check.rank(values, "values", is: 2, legend: "[B, N]")
+    try checkGAEInputs(values: values, rewards: rewards, start: start, gamma: gamma, lambda: lambda, check)
     let batchSize = values.shape[0], positions = values.shape[1]
-    try check.shape(rewards, "rewards", equals: values.shape, sameAs: "same as values")
-    try check.parameter("start", start, in: 0..<positions,
-                        "the first answer position, in [0, N) for values \(describe(shape: values.shape))")
-    try check.finite("gamma", gamma)
-    try check.finite("lambda", lambda)
     try check.noNaN(values, "values")
     try check.noNaN(rewards, "rewards")
 
@@ -75,4 +70,15 @@ public func gae<T: FloatScalar>(
     }
     try check.noNaNInResult(advantages, "advantages")
     return GAEResult(advantages: advantages, returns: returns, deltas: deltas)
+}
+
+/// The checks `gae` and `gaeFast` run before the NaN checks, in this order.
+func checkGAEInputs<T>(values: Tensor<T>, rewards: Tensor<T>, start: Int, gamma: Double, lambda: Double,
+                       _ check: InputCheck) throws(StageError) {
+    try check.rank(values, "values", is: 2, legend: "[B, N]")
+    try check.shape(rewards, "rewards", equals: values.shape, sameAs: "same as values")
+    try check.parameter("start", start, in: 0..<values.shape[1],
+                        "the first answer position, in [0, N) for values \(describe(shape: values.shape))")
+    try check.finite("gamma", gamma)
+    try check.finite("lambda", lambda)
 }
