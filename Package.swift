@@ -83,7 +83,7 @@ for chapter in chapters {
             dependencies: ["ChapterSupport", "TensorCore", "Golden", "PPOStep", "TinyLM", "EndToEnd"]
                 + stages.map { .byName(name: $0) },
             path: "Chapters/" + chapter,
-            exclude: ["README.md"]
+            exclude: ["README.md"] + (chapter == "10-end-to-end" ? ["reward-kl.svg"] : [])
         )
     )
 }
