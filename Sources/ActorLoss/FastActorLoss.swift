@@ -31,7 +31,7 @@ public func actorLossFast(
                              cliprange: cliprange, check)
     // A concrete scan first; the generic check runs only to name the NaN.
     for (name, tensor) in [("log_probs", logProbs), ("old_log_probs", oldLogProbs), ("advantages", advantages)]
-    where tensor.scalars.contains(where: \.isNaN) {
+    where containsNaN(tensor.scalars) {
         try check.noNaN(tensor, name)
     }
 

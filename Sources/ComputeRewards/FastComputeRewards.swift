@@ -33,7 +33,7 @@ public func computeRewardsFast(
                                   clipRewardValue: clipRewardValue, check)
     // A concrete scan first; the generic check runs only to name the NaN.
     for (name, tensor) in [("log_probs", logProbs), ("ref_log_probs", refLogProbs), ("reward_score", rewardScore)]
-    where tensor.scalars.contains(where: \.isNaN) {
+    where containsNaN(tensor.scalars) {
         try check.noNaN(tensor, name)
     }
 
@@ -48,6 +48,6 @@ public func computeRewardsFast(
         rewards[row * positions + scorePosition] += min(max(rewardScore.scalars[row], -clipBound), clipBound)
     }
     let result = Tensor.make(logProbs.shape, rewards)
-    if rewards.contains(where: \.isNaN) { try check.noNaNInResult(result, "rewards") }
+    if containsNaN(rewards) { try check.noNaNInResult(result, "rewards") }
     return result
 }

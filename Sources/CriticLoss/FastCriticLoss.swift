@@ -31,7 +31,7 @@ public func criticLossFast(
                               cliprangeValue: cliprangeValue, check)
     // A concrete scan first; the generic check runs only to name the NaN.
     for (name, tensor) in [("values", values), ("old_values", oldValues), ("returns", returns)]
-    where tensor.scalars.contains(where: \.isNaN) {
+    where containsNaN(tensor.scalars) {
         try check.noNaN(tensor, name)
     }
 
