@@ -50,8 +50,11 @@ golden:
 # picks its AVX2/AVX-512 kernels at run time; `make bench BENCH_CPU=` builds it
 # for the portable baseline (SSE2 on x86-64) instead.
 BENCH_CPU ?= native
+# With a CPU build on a CPU that has FMA, the vectorised exp fuses its
+# multiply-adds too (-D RLHF_FMA, Sources/GatherLogProbs/VectorExponential.swift).
+BENCH_FMA = $(if $(BENCH_CPU),$(shell grep -qw fma /proc/cpuinfo 2>/dev/null && echo -Xswiftc -DRLHF_FMA))
 bench:
-	$(SWIFT) build -c release --product rlhf-bench $(if $(BENCH_CPU),-Xswiftc -target-cpu -Xswiftc $(BENCH_CPU))
+	$(SWIFT) build -c release --product rlhf-bench $(if $(BENCH_CPU),-Xswiftc -target-cpu -Xswiftc $(BENCH_CPU)) $(BENCH_FMA)
 	@set -eo pipefail; threads=$$(nproc 2>/dev/null || echo 1); \
 	.build/release/rlhf-bench | tee .build/bench-swift.txt; \
 	if $(PYTHON) -c 'import torch' 2>/dev/null; then \

@@ -242,6 +242,24 @@ do {
     }
 }
 
+// What is timed is what the tests check: fused = plain, in this very build (which
+// may differ from the tests' build: -target-cpu, -D RLHF_FMA). Same tolerance as
+// Tests/GatherLogProbsTests/FusedGatherLogProbsTests.swift.
+if onlyStages.isEmpty || onlyStages.contains("gather_log_probs") {
+    let (logits, labels) = randomLogits(1, 512, 50272)
+    let fused = try gatherLogProbsFused(logits: logits, labels: labels).scalars
+    let plain = try gatherLogProbs(logits: logits, labels: labels).scalars
+    var largest: Float = 0
+    var outside = 0
+    for (got, expected) in zip(fused, plain) {
+        largest = max(largest, abs(got - expected))
+        if abs(got - expected) > 1e-6 + 1e-6 * abs(expected) { outside += 1 }
+    }
+    print("check: fused = plain at 1x512x50272 within abs 1e-6 + rel 1e-6: \(outside == 0 ? "yes" : "NO, \(outside) outside"), "
+          + "largest difference \(largest)")
+    guard outside == 0 else { exit(1) }
+}
+
 for (b, n) in [(64, 1024), (64, 2048)] {
     let elements = b * n
     // Reads values and rewards, writes advantages, returns and deltas.

@@ -34,13 +34,28 @@ func exponential(_ x: FloatVector) -> FloatVector {
     // bits below 1, so the addition rounds to nearest, and the integer n sits in
     // the low mantissa bits of `shifted` (read back below without a conversion).
     let roundingMagic: Float = 12_582_912  // 1.5 · 2^23
+    let ln2High: Float = 0.693_359_375
+    let ln2Low: Float = -2.121_944_4e-4
+#if RLHF_FMA
+    // The same steps with every a·b + c fused into one rounding (Swift never
+    // contracts a·b + c by itself). `addingProduct` is one vfmadd per vector on a
+    // CPU with FMA, but a libm call per lane on the portable x86-64 baseline, so
+    // only `make bench` on an FMA machine turns this on (-D RLHF_FMA).
+    let shifted = FloatVector(repeating: roundingMagic).addingProduct(clamped, 1.442_695_04)
+    let n = shifted - roundingMagic
+    let r = clamped.addingProduct(n, -ln2High).addingProduct(n, -ln2Low)
+    var p = FloatVector(repeating: 1.398_199_95e-3).addingProduct(FloatVector(repeating: 1.987_569_15e-4), r)
+    p = FloatVector(repeating: 8.333_451_907e-3).addingProduct(p, r)
+    p = FloatVector(repeating: 4.166_579_589e-2).addingProduct(p, r)
+    p = FloatVector(repeating: 1.666_666_546e-1).addingProduct(p, r)
+    p = FloatVector(repeating: 5.000_000_12e-1).addingProduct(p, r)
+    let expR = r.addingProduct(p, r * r) + 1
+#else
     let shifted = clamped * 1.442_695_04 + roundingMagic
     let n = shifted - roundingMagic
 
     // r = x - n·ln2 in two steps (Cody-Waite): ln2High has 9 significant bits, so
     // n·ln2High (|n| <= 217) is exact, and ln2Low carries the rest of ln 2.
-    let ln2High: Float = 0.693_359_375
-    let ln2Low: Float = -2.121_944_4e-4
     let r = (clamped - n * ln2High) - n * ln2Low
 
     // e^r on [-ln2/2, ln2/2]: Cephes' minimax coefficients (relative error < 2^-24).
@@ -51,6 +66,7 @@ func exponential(_ x: FloatVector) -> FloatVector {
     p = p * r + 1.666_666_546e-1
     p = p * r + 5.000_000_12e-1
     let expR = (p * (r * r) + r) + 1
+#endif
 
     // 2^n built from its bits: the exponent field of a float is n + 127. Where
     // n < -126 the field is clamped to 0, which with a zero mantissa is +0.0. The
