@@ -36,6 +36,9 @@ targets += [
         name: "PPOStep",
         dependencies: ["TensorCore", "ComputeRewards", "GAE", "ActorLoss", "CriticLoss"]
     ),
+    // The only SIMD, unsafe-pointer and threaded code: the fused gather_log_probs
+    // and its backward, each tested equal to its plain stage.
+    .target(name: "FusedKernels", dependencies: ["TensorCore", "GatherLogProbs"]),
     // A tiny causal LM with its own forward and backward, Adam and sampling. Its
     // loops are optimised even in a debug build (`make chapters`, `make test`), so
     // the end-to-end chapter trains in seconds there too; nothing else changes.
@@ -53,7 +56,7 @@ targets += [
 ]
 
 // One test target per module: golden fixtures, known answers and invariants.
-for name in ["TensorCore", "Golden", "PPOStep", "TinyLM", "EndToEnd"] + stages {
+for name in ["TensorCore", "Golden", "PPOStep", "FusedKernels", "TinyLM", "EndToEnd"] + stages {
     let shared = ["TestSupport", "TensorCore", "Golden"].filter { $0 != name }
     targets.append(
         .testTarget(name: name + "Tests", dependencies: [.byName(name: name)] + shared.map { .byName(name: $0) })
@@ -102,14 +105,29 @@ targets.append(
 targets.append(
     .executableTarget(
         name: "Bench",
-        dependencies: ["TensorCore", "GatherLogProbs", "GAE", "ActorLoss", "CriticLoss", "PPOStep"]
+        dependencies: ["TensorCore", "GatherLogProbs", "ComputeRewards", "GAE", "ActorLoss", "CriticLoss", "PPOStep",
+                       "FusedKernels"]
     )
 )
 let benchmarkProducts: [Product] = [.executable(name: "rlhf-bench", targets: ["Bench"])]
 
+/// Libraries other packages can use: `RLHFMath`, every math module and the
+/// fixture reader in one product, and one product per stage module.
+///
+/// ```swift
+/// dependencies: [.package(path: "../rlhf-swift")],
+/// targets: [.target(name: "Mine", dependencies: [.product(name: "RLHFMath", package: "RLHFMath")])]
+/// ```
+///
+/// Then `import GAE`, `import TensorCore`, ... (Tests/LibraryConsumer builds one.)
+let mathModules = ["TensorCore"] + stages + ["PPOStep", "FusedKernels", "TinyLM"]
+let libraryProducts: [Product] =
+    [.library(name: "RLHFMath", targets: mathModules + ["Golden"])]
+    + (stages + ["PPOStep", "FusedKernels"]).map { .library(name: $0, targets: [$0]) }
+
 let package = Package(
     name: "RLHFMath",
-    products: [
+    products: libraryProducts + [
         .executable(name: "golden-verify", targets: ["GoldenVerify"]),
     ] + chapters.map { .executable(name: "ch" + $0, targets: ["ch" + $0]) } + benchmarkProducts,
     targets: targets

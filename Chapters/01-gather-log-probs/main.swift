@@ -32,10 +32,9 @@ func logitsRow(_ logits: Tensor<Double>, _ b: Int, _ t: Int) -> [Double] {
     return Array(logits.scalars[start..<(start + width)])
 }
 
-/// A float32 input of a fixture, as it was stored (no round trip through Double).
-func float32Input(_ fixture: Fixture, _ name: String) -> Tensor<Float> {
-    guard case .float32(let tensor) = fixture.inputs[name] else { fatalError("\(fixture.name): no float32 '\(name)'") }
-    return tensor
+/// A float input of a fixture in float32 (a float32 fixture's data as stored).
+@MainActor func float32Input(_ fixture: Fixture, _ name: String) -> Tensor<Float> {
+    chapter.must { try chapter.arguments(fixture, as: Float.self).float(name) }
 }
 
 /// The library's error, printed as `stage: kind in 'argument':` and its detail on the next line,

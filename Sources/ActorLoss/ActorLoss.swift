@@ -11,6 +11,14 @@ public struct ActorLossResult<T: FloatScalar>: Sendable {
     public var tokenLosses: Tensor<T>
     /// How many tokens the mask keeps (the mean's denominator).
     public var tokenCount: Int
+
+    @inlinable
+    public init(loss: T, ratios: Tensor<T>, tokenLosses: Tensor<T>, tokenCount: Int) {
+        self.loss = loss
+        self.ratios = ratios
+        self.tokenLosses = tokenLosses
+        self.tokenCount = tokenCount
+    }
 }
 
 /// PPO's clipped policy loss, DeepSpeed-Chat's way: a token-mean over the mask.
@@ -36,6 +44,7 @@ public struct ActorLossResult<T: FloatScalar>: Sendable {
 /// - Throws: ``StageError`` for shapes that do not agree, a mask that is not 0/1
 ///   or selects no element (the mean would be 0/0), NaN in an input, or a
 ///   negative `cliprange`.
+@inlinable
 public func actorLoss<T: FloatScalar>(
     logProbs: Tensor<T>,
     oldLogProbs: Tensor<T>,
@@ -44,8 +53,12 @@ public func actorLoss<T: FloatScalar>(
     cliprange: Double
 ) throws(StageError) -> ActorLossResult<T> {
     let check = InputCheck(stage: "actor_loss")
-    try checkActorLossInputs(logProbs: logProbs, oldLogProbs: oldLogProbs, advantages: advantages, mask: mask,
-                             cliprange: cliprange, check)
+    try check.rank(logProbs, "log_probs", is: 2, legend: "[B, M]")
+    try check.shape(oldLogProbs, "old_log_probs", equals: logProbs.shape, sameAs: "same as log_probs")
+    try check.shape(advantages, "advantages", equals: logProbs.shape, sameAs: "same as log_probs")
+    try check.shape(mask, "mask", equals: logProbs.shape, sameAs: "same as log_probs")
+    try check.binaryMask(mask, "mask")
+    try check.nonNegative("cliprange", cliprange)
     try check.noNaN(logProbs, "log_probs")
     try check.noNaN(oldLogProbs, "old_log_probs")
     try check.noNaN(advantages, "advantages")
@@ -65,30 +78,13 @@ public func actorLoss<T: FloatScalar>(
         tokenLosses.scalars[i] = max(unclippedLoss, clippedLoss)
     }
     let (sum, count) = maskedSum(tokenLosses.scalars, mask: mask.scalars)
-    let loss = try actorTokenMean(sum: sum, count: count, mask: mask, check)
-    return ActorLossResult(loss: loss, ratios: ratios, tokenLosses: tokenLosses, tokenCount: count)
-}
-
-/// The checks `actorLoss` and `actorLossFast` run before the NaN checks, in this order.
-func checkActorLossInputs<T>(logProbs: Tensor<T>, oldLogProbs: Tensor<T>, advantages: Tensor<T>, mask: Tensor<Int64>,
-                             cliprange: Double, _ check: InputCheck) throws(StageError) {
-    try check.rank(logProbs, "log_probs", is: 2, legend: "[B, M]")
-    try check.shape(oldLogProbs, "old_log_probs", equals: logProbs.shape, sameAs: "same as log_probs")
-    try check.shape(advantages, "advantages", equals: logProbs.shape, sameAs: "same as log_probs")
-    try check.shape(mask, "mask", equals: logProbs.shape, sameAs: "same as log_probs")
-    try check.binaryMask(mask, "mask")
-    try check.nonNegative("cliprange", cliprange)
-}
-
-/// sum / count, the token-mean, or the empty-mask error (0/0), or the NaN-loss error.
-func actorTokenMean<T: FloatScalar>(sum: T, count: Int, mask: Tensor<Int64>, _ check: InputCheck) throws(StageError) -> T {
     guard count > 0 else {
         throw StageError(.emptyMask, stage: check.stage, argument: "mask",
                          "the mask \(describe(shape: mask.shape)) selects no token; the token-mean would be 0/0")
     }
     let loss = sum / T(count)
     try check.noNaNInResult(Tensor(scalar: loss), "loss")
-    return loss
+    return ActorLossResult(loss: loss, ratios: ratios, tokenLosses: tokenLosses, tokenCount: count)
 }
 
 /// The gradient of `actorLoss` with respect to the new log-probs.
@@ -110,6 +106,7 @@ func actorTokenMean<T: FloatScalar>(sum: T, count: Int, mask: Tensor<Int64>, _ c
 /// and the inclusive clamp bounds follow PyTorch's autograd.
 ///
 /// - Throws: ``StageError`` as `actorLoss` does.
+@inlinable
 public func actorLossGradLogProbs<T: FloatScalar>(
     logProbs: Tensor<T>, oldLogProbs: Tensor<T>, advantages: Tensor<T>, mask: Tensor<Int64>, cliprange: Double
 ) throws(StageError) -> Tensor<T> {

@@ -22,7 +22,9 @@ import GatherLogProbs
 import GAE
 import ActorLoss
 import CriticLoss
+import ComputeRewards
 import PPOStep
+import FusedKernels
 
 // MARK: - Measuring
 
@@ -266,11 +268,6 @@ for (b, n) in [(64, 1024), (64, 2048)] {
     try bench("gae", [b, n], elements: elements, bytes: elements * 4 * 5, inputBytes: elements * 8) {
         let values = Tensor.make([b, n], generator.floats(elements, -1, 1))
         let rewards = Tensor.make([b, n], generator.floats(elements, -1, 1))
-        return { sink += try gaeFast(values: values, rewards: rewards, start: 0, gamma: 1.0, lambda: 0.95).advantages.scalars[0] }
-    }
-    try bench("gae_plain", [b, n], elements: elements, bytes: elements * 4 * 5, inputBytes: elements * 8) {
-        let values = Tensor.make([b, n], generator.floats(elements, -1, 1))
-        let rewards = Tensor.make([b, n], generator.floats(elements, -1, 1))
         return { sink += try gae(values: values, rewards: rewards, start: 0, gamma: 1.0, lambda: 0.95).advantages.scalars[0] }
     }
 }
@@ -280,21 +277,28 @@ for (b, n) in [(64, 2048)] {
     let mask = Tensor.make([b, n], (0..<elements).map { Int64($0 % 7 == 0 ? 0 : 1) })
     // Three float inputs and the mask read, two float outputs written.
     let bytes = elements * (4 * 3 + 8 + 4 * 2)
-    for fast in [true, false] {
-        try bench(fast ? "actor_loss" : "actor_loss_plain", [b, n], elements: elements, bytes: bytes, inputBytes: elements * 20) {
-            let logProbs = Tensor.make([b, n], generator.floats(elements, -3, 0))
-            let oldLogProbs = Tensor.make([b, n], generator.floats(elements, -3, 0))
-            let advantages = Tensor.make([b, n], generator.floats(elements, -1, 1))
-            let loss = fast ? actorLossFast : actorLoss
-            return { sink += try loss(logProbs, oldLogProbs, advantages, mask, 0.2).loss }
-        }
-        try bench(fast ? "critic_loss" : "critic_loss_plain", [b, n], elements: elements, bytes: bytes, inputBytes: elements * 20) {
-            let values = Tensor.make([b, n], generator.floats(elements, -1, 1))
-            let oldValues = Tensor.make([b, n], generator.floats(elements, -1, 1))
-            let returns = Tensor.make([b, n], generator.floats(elements, -1, 1))
-            let loss = fast ? criticLossFast : criticLoss
-            return { sink += try loss(values, oldValues, returns, mask, 0.2).loss }
-        }
+    try bench("actor_loss", [b, n], elements: elements, bytes: bytes, inputBytes: elements * 20) {
+        let logProbs = Tensor.make([b, n], generator.floats(elements, -3, 0))
+        let oldLogProbs = Tensor.make([b, n], generator.floats(elements, -3, 0))
+        let advantages = Tensor.make([b, n], generator.floats(elements, -1, 1))
+        return { sink += try actorLoss(logProbs: logProbs, oldLogProbs: oldLogProbs, advantages: advantages,
+                                       mask: mask, cliprange: 0.2).loss }
+    }
+    try bench("critic_loss", [b, n], elements: elements, bytes: bytes, inputBytes: elements * 20) {
+        let values = Tensor.make([b, n], generator.floats(elements, -1, 1))
+        let oldValues = Tensor.make([b, n], generator.floats(elements, -1, 1))
+        let returns = Tensor.make([b, n], generator.floats(elements, -1, 1))
+        return { sink += try criticLoss(values: values, oldValues: oldValues, returns: returns, mask: mask,
+                                        cliprangeValue: 0.2).loss }
+    }
+    // Two float inputs, the score and the mask read, the rewards written.
+    try bench("compute_rewards", [b, n], elements: elements, bytes: elements * (4 * 2 + 8 + 4), inputBytes: elements * 16) {
+        let logProbs = Tensor.make([b, n], generator.floats(elements, -3, 0))
+        let refLogProbs = Tensor.make([b, n], generator.floats(elements, -3, 0))
+        let rewardScore = Tensor.make([b], generator.floats(b, -1, 1))
+        return { sink += try computeRewards(logProbs: logProbs, refLogProbs: refLogProbs, rewardScore: rewardScore,
+                                            actionMask: mask, promptLength: 1, klCtl: 0.1,
+                                            clipRewardValue: 5).scalars[0] }
     }
 }
 
@@ -308,19 +312,18 @@ for (b, l) in [(16, 1024), (64, 2048)] {
         for t in 0..<(promptLength + (row + 1) * (l - promptLength) / b) { attention[row * l + t] = 1 }
     }
     let attentionMask = Tensor.make([b, l], attention)
-    for fast in [true, false] {
-        // Six float inputs and the mask read; rewards, values, advantages, returns and
-        // the losses' per-token terms written.
-        try bench(fast ? "ppo_step" : "ppo_step_plain", [b, l], elements: elements, bytes: elements * (4 * 5 + 8 + 4 * 8),
-                  inputBytes: elements * 28) {
-            let inputs = (0..<5).map { _ in Tensor.make([b, n], generator.floats(elements, -2, 0)) }
-            let rewardScore = Tensor.make([b], generator.floats(b, -1, 1))
-            let step = fast ? ppoLossesFast : ppoLosses
-            return {
-                let result = try step(attentionMask, inputs[0], inputs[1], inputs[2], inputs[3], inputs[4], rewardScore,
-                                      promptLength, 0.1, 5, 0.2, 0.2, 1.0, 0.95)
-                sink += result.actor.loss + result.critic.loss
-            }
+    // Six float inputs and the mask read; rewards, values, advantages, returns and
+    // the losses' per-token terms written.
+    try bench("ppo_step", [b, l], elements: elements, bytes: elements * (4 * 5 + 8 + 4 * 8), inputBytes: elements * 28) {
+        let inputs = (0..<5).map { _ in Tensor.make([b, n], generator.floats(elements, -2, 0)) }
+        let rewardScore = Tensor.make([b], generator.floats(b, -1, 1))
+        return {
+            let result = try ppoLosses(attentionMask: attentionMask, logProbs: inputs[0], refLogProbs: inputs[1],
+                                       values: inputs[2], newLogProbs: inputs[3], newValues: inputs[4],
+                                       rewardScore: rewardScore, promptLength: promptLength, klCtl: 0.1,
+                                       clipRewardValue: 5, cliprange: 0.2, cliprangeValue: 0.2, gamma: 1.0,
+                                       lambda: 0.95)
+            sink += result.actor.loss + result.critic.loss
         }
     }
 }

@@ -96,35 +96,31 @@ public final class Chapter {
         }
     }
 
-    /// A float input of a fixture, in float64.
-    public func floatInput(_ fixture: Fixture, _ name: String) -> Tensor<Double> {
-        guard let input = fixture.inputs[name], input.isFloat else { fail("\(fixture.name) has no float input '\(name)'") }
-        return Tensor.make(input.shape, input.doubles)
+    /// A fixture's arguments in precision `T`, through the one reader
+    /// (``FixtureArguments``) that `golden-verify` and the tests use too.
+    public func arguments<T: FloatScalar>(_ fixture: Fixture, as _: T.Type = Double.self) -> FixtureArguments<T> {
+        must { try FixtureArguments<T>(fixture) }
     }
 
-    /// An int64 or bool input of a fixture (ids, labels, masks).
+    /// A float input of a fixture, in float64.
+    public func floatInput(_ fixture: Fixture, _ name: String) -> Tensor<Double> {
+        must { try arguments(fixture).float(name) }
+    }
+
+    /// An int64 or bool input of a fixture (ids, labels, masks), as the stage declares it.
     public func intInput(_ fixture: Fixture, _ name: String) -> Tensor<Int64> {
-        switch fixture.inputs[name] {
-        case .int64(let t): return t
-        case .bool(let t): return Tensor.make(t.shape, t.scalars.map { $0 ? 1 : 0 })
-        default: fail("\(fixture.name) has no int64 input '\(name)'")
-        }
+        let reader = arguments(fixture)
+        return must { reader.declaration.input(name)?.kind == .mask ? try reader.mask(name) : try reader.ids(name) }
     }
 
     /// A whole-number param of a fixture.
     public func intParam(_ fixture: Fixture, _ name: String) -> Int {
-        guard case .number(let text) = fixture.params[name], let value = Int(text) else {
-            fail("\(fixture.name) has no whole-number param '\(name)'")
-        }
-        return value
+        must { try arguments(fixture).int(name) }
     }
 
     /// A real param of a fixture.
     public func realParam(_ fixture: Fixture, _ name: String) -> Double {
-        guard case .number(let text) = fixture.params[name], let value = Double(text) else {
-            fail("\(fixture.name) has no param '\(name)'")
-        }
-        return value
+        must { try arguments(fixture).real(name) }
     }
 
     /// The golden values of one output.

@@ -29,6 +29,7 @@ import TensorCore
 /// - Throws: ``StageError`` for shapes that do not agree, a mask that is not 0/1,
 ///   NaN in a float input, `promptLength` outside `[1, N]` (no answer position), a
 ///   negative `clipRewardValue`, or a NaN result (infinite log-probs).
+@inlinable
 public func computeRewards<T: FloatScalar>(
     logProbs: Tensor<T>,
     refLogProbs: Tensor<T>,
@@ -39,10 +40,16 @@ public func computeRewards<T: FloatScalar>(
     clipRewardValue: Double
 ) throws(StageError) -> Tensor<T> {
     let check = InputCheck(stage: "compute_rewards")
-    try checkComputeRewardsInputs(logProbs: logProbs, refLogProbs: refLogProbs, rewardScore: rewardScore,
-                                  actionMask: actionMask, promptLength: promptLength, klCtl: klCtl,
-                                  clipRewardValue: clipRewardValue, check)
+    try check.rank(logProbs, "log_probs", is: 2, legend: "[B, N]")
     let batchSize = logProbs.shape[0], positions = logProbs.shape[1]
+    try check.shape(refLogProbs, "ref_log_probs", equals: logProbs.shape, sameAs: "same as log_probs")
+    try check.shape(rewardScore, "reward_score", equals: [batchSize], sameAs: "[B] from log_probs \(describe(shape: logProbs.shape))")
+    try check.shape(actionMask, "action_mask", equals: logProbs.shape, sameAs: "same as log_probs")
+    try check.binaryMask(actionMask, "action_mask")
+    try check.parameter("prompt_length", promptLength, in: 1..<(positions + 1),
+                        "start = prompt_length - 1 must be an answer position in [0, N) with N = \(positions)")
+    try check.finite("kl_ctl", klCtl)
+    try check.nonNegative("clip_reward_value", clipRewardValue)
     try check.noNaN(logProbs, "log_probs")
     try check.noNaN(refLogProbs, "ref_log_probs")
     try check.noNaN(rewardScore, "reward_score")
@@ -65,23 +72,6 @@ public func computeRewards<T: FloatScalar>(
     return rewards
 }
 
-/// The checks `computeRewards` and `computeRewardsFast` run before the NaN checks, in this order.
-func checkComputeRewardsInputs<T>(
-    logProbs: Tensor<T>, refLogProbs: Tensor<T>, rewardScore: Tensor<T>, actionMask: Tensor<Int64>,
-    promptLength: Int, klCtl: Double, clipRewardValue: Double, _ check: InputCheck
-) throws(StageError) {
-    try check.rank(logProbs, "log_probs", is: 2, legend: "[B, N]")
-    let batchSize = logProbs.shape[0], positions = logProbs.shape[1]
-    try check.shape(refLogProbs, "ref_log_probs", equals: logProbs.shape, sameAs: "same as log_probs")
-    try check.shape(rewardScore, "reward_score", equals: [batchSize], sameAs: "[B] from log_probs \(describe(shape: logProbs.shape))")
-    try check.shape(actionMask, "action_mask", equals: logProbs.shape, sameAs: "same as log_probs")
-    try check.binaryMask(actionMask, "action_mask")
-    try check.parameter("prompt_length", promptLength, in: 1..<(positions + 1),
-                        "start = prompt_length - 1 must be an answer position in [0, N) with N = \(positions)")
-    try check.finite("kl_ctl", klCtl)
-    try check.nonNegative("clip_reward_value", clipRewardValue)
-}
-
 /// DeepSpeed-Chat's `ends`: one past where each row's score lands.
 ///
 /// ```
@@ -92,6 +82,7 @@ func checkComputeRewardsInputs<T>(
 /// Shapes: `actionMask` [B, N] int64 -> one index per row, in `[start + 1, N + 1]`.
 /// `compute_rewards` adds the score at `rewards[b, start:ends[b]][-1]`, and
 /// `train_rlhf` zeroes rewards and values from `ends[b]` on.
+@inlinable
 public func answerEnds(actionMask: Tensor<Int64>, start: Int) -> [Int] {
     let batchSize = actionMask.shape[0], positions = actionMask.shape[1]
     return (0..<batchSize).map { row in
@@ -104,6 +95,7 @@ public func answerEnds(actionMask: Tensor<Int64>, start: Int) -> [Int] {
 /// for an answer that runs to the end of the row.
 ///
 /// Shapes: `actionMask` [B, N] int64 -> one position per row.
+@inlinable
 public func scorePositions(actionMask: Tensor<Int64>, start: Int) -> [Int] {
     let positions = actionMask.shape[1]
     return answerEnds(actionMask: actionMask, start: start).map { min($0, positions) - 1 }

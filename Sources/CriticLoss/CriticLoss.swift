@@ -10,6 +10,14 @@ public struct CriticLossResult<T: FloatScalar>: Sendable {
     public var tokenLosses: Tensor<T>
     /// How many tokens the mask keeps.
     public var tokenCount: Int
+
+    @inlinable
+    public init(loss: T, clippedValues: Tensor<T>, tokenLosses: Tensor<T>, tokenCount: Int) {
+        self.loss = loss
+        self.clippedValues = clippedValues
+        self.tokenLosses = tokenLosses
+        self.tokenCount = tokenCount
+    }
 }
 
 /// PPO's clipped value loss, DeepSpeed-Chat's way.
@@ -32,6 +40,7 @@ public struct CriticLossResult<T: FloatScalar>: Sendable {
 ///
 /// - Throws: ``StageError`` for shapes that do not agree, a mask that is not 0/1
 ///   or selects no element, NaN in an input, or a negative `cliprangeValue`.
+@inlinable
 public func criticLoss<T: FloatScalar>(
     values: Tensor<T>,
     oldValues: Tensor<T>,
@@ -40,8 +49,12 @@ public func criticLoss<T: FloatScalar>(
     cliprangeValue: Double
 ) throws(StageError) -> CriticLossResult<T> {
     let check = InputCheck(stage: "critic_loss")
-    try checkCriticLossInputs(values: values, oldValues: oldValues, returns: returns, mask: mask,
-                              cliprangeValue: cliprangeValue, check)
+    try check.rank(values, "values", is: 2, legend: "[B, M]")
+    try check.shape(oldValues, "old_values", equals: values.shape, sameAs: "same as values")
+    try check.shape(returns, "returns", equals: values.shape, sameAs: "same as values")
+    try check.shape(mask, "mask", equals: values.shape, sameAs: "same as values")
+    try check.binaryMask(mask, "mask")
+    try check.nonNegative("cliprange_value", cliprangeValue)
     try check.noNaN(values, "values")
     try check.noNaN(oldValues, "old_values")
     try check.noNaN(returns, "returns")
@@ -58,30 +71,13 @@ public func criticLoss<T: FloatScalar>(
         tokenLosses.scalars[i] = max(unclippedError, clippedError)
     }
     let (sum, count) = maskedSum(tokenLosses.scalars, mask: mask.scalars)
-    let loss = try criticTokenMean(sum: sum, count: count, mask: mask, check)
-    return CriticLossResult(loss: loss, clippedValues: clippedValues, tokenLosses: tokenLosses, tokenCount: count)
-}
-
-/// The checks `criticLoss` and `criticLossFast` run before the NaN checks, in this order.
-func checkCriticLossInputs<T>(values: Tensor<T>, oldValues: Tensor<T>, returns: Tensor<T>, mask: Tensor<Int64>,
-                              cliprangeValue: Double, _ check: InputCheck) throws(StageError) {
-    try check.rank(values, "values", is: 2, legend: "[B, M]")
-    try check.shape(oldValues, "old_values", equals: values.shape, sameAs: "same as values")
-    try check.shape(returns, "returns", equals: values.shape, sameAs: "same as values")
-    try check.shape(mask, "mask", equals: values.shape, sameAs: "same as values")
-    try check.binaryMask(mask, "mask")
-    try check.nonNegative("cliprange_value", cliprangeValue)
-}
-
-/// 0.5 · sum / count, or the empty-mask error (0/0), or the NaN-loss error.
-func criticTokenMean<T: FloatScalar>(sum: T, count: Int, mask: Tensor<Int64>, _ check: InputCheck) throws(StageError) -> T {
     guard count > 0 else {
         throw StageError(.emptyMask, stage: check.stage, argument: "mask",
                          "the mask \(describe(shape: mask.shape)) selects no token; the token-mean would be 0/0")
     }
     let loss = (0.5 * sum) / T(count)
     try check.noNaNInResult(Tensor(scalar: loss), "loss")
-    return loss
+    return CriticLossResult(loss: loss, clippedValues: clippedValues, tokenLosses: tokenLosses, tokenCount: count)
 }
 
 /// The gradient of `criticLoss` with respect to the new values.
@@ -100,6 +96,7 @@ func criticTokenMean<T: FloatScalar>(sum: T, count: Int, mask: Tensor<Int64>, _ 
 /// tokens get zero. Ties and the inclusive bounds follow PyTorch's autograd.
 ///
 /// - Throws: ``StageError`` as `criticLoss` does.
+@inlinable
 public func criticLossGradValues<T: FloatScalar>(
     values: Tensor<T>, oldValues: Tensor<T>, returns: Tensor<T>, mask: Tensor<Int64>, cliprangeValue: Double
 ) throws(StageError) -> Tensor<T> {

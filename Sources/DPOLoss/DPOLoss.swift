@@ -17,6 +17,17 @@ public struct DPOLossResult<T: FloatScalar>: Sendable {
     public var rewardMargin: Tensor<T>
     /// Each pair's loss. Shape [B]; for a reader.
     public var pairLosses: Tensor<T>
+
+    @inlinable
+    public init(loss: T, reward: Tensor<T>, betterSampleReward: Tensor<T>, worseSampleReward: Tensor<T>, rewardAccuracy: T, rewardMargin: Tensor<T>, pairLosses: Tensor<T>) {
+        self.loss = loss
+        self.reward = reward
+        self.betterSampleReward = betterSampleReward
+        self.worseSampleReward = worseSampleReward
+        self.rewardAccuracy = rewardAccuracy
+        self.rewardMargin = rewardMargin
+        self.pairLosses = pairLosses
+    }
 }
 
 /// Direct preference optimization: the preference loss with the policy's own
@@ -45,6 +56,7 @@ public struct DPOLossResult<T: FloatScalar>: Sendable {
 /// inputs, scores only the last R - 1 answer tokens; that window is the caller's.
 ///
 /// - Throws: ``StageError`` for shapes that do not agree or NaN in an input.
+@inlinable
 public func dpoLoss<T: FloatScalar>(
     betterLogProbs: Tensor<T>,
     worseLogProbs: Tensor<T>,
@@ -101,6 +113,12 @@ public struct DPOLossGradients<T: FloatScalar>: Sendable {
     public var gradBetterLogProbs: Tensor<T>
     /// ∂ loss / ∂ worse_log_probs. Shape [B, T].
     public var gradWorseLogProbs: Tensor<T>
+
+    @inlinable
+    public init(gradBetterLogProbs: Tensor<T>, gradWorseLogProbs: Tensor<T>) {
+        self.gradBetterLogProbs = gradBetterLogProbs
+        self.gradWorseLogProbs = gradWorseLogProbs
+    }
 }
 
 /// The gradient of `dpoLoss` with respect to the policy's log-probs (the reference
@@ -120,6 +138,7 @@ public struct DPOLossGradients<T: FloatScalar>: Sendable {
 /// up to β / B per token.
 ///
 /// - Throws: ``StageError`` as `dpoLoss` does.
+@inlinable
 public func dpoLossGradLogProbs<T: FloatScalar>(
     betterLogProbs: Tensor<T>, worseLogProbs: Tensor<T>, refBetterLogProbs: Tensor<T>, refWorseLogProbs: Tensor<T>,
     beta: Double
@@ -142,7 +161,8 @@ public func dpoLossGradLogProbs<T: FloatScalar>(
 
 /// h_w and h_l of one row: each sequence log-prob S(x) = Σ_t x[t] (accumulated in
 /// Double, rounded once) minus the reference's.
-private func logRatios<T: FloatScalar>(
+@inlinable
+func logRatios<T: FloatScalar>(
     _ row: Int, _ better: Tensor<T>, _ worse: Tensor<T>, _ refBetter: Tensor<T>, _ refWorse: Tensor<T>
 ) -> (better: T, worse: T) {
     func sequenceLogProb(_ x: Tensor<T>) -> T {

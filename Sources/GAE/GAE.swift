@@ -8,6 +8,13 @@ public struct GAEResult<T: FloatScalar>: Sendable {
     public var returns: Tensor<T>
     /// The TD errors δ_t the recursion summed. Shape [B, N - start]; for a reader.
     public var deltas: Tensor<T>
+
+    @inlinable
+    public init(advantages: Tensor<T>, returns: Tensor<T>, deltas: Tensor<T>) {
+        self.advantages = advantages
+        self.returns = returns
+        self.deltas = deltas
+    }
 }
 
 /// Generalized advantage estimation, run backwards from the last position.
@@ -36,6 +43,7 @@ public struct GAEResult<T: FloatScalar>: Sendable {
 ///
 /// - Throws: ``StageError`` for shapes that do not agree, NaN in an input, `start`
 ///   outside `[0, N)`, or a non-finite γ or λ.
+@inlinable
 public func gae<T: FloatScalar>(
     values: Tensor<T>,
     rewards: Tensor<T>,
@@ -44,7 +52,12 @@ public func gae<T: FloatScalar>(
     lambda: Double
 ) throws(StageError) -> GAEResult<T> {
     let check = InputCheck(stage: "gae")
-    try checkGAEInputs(values: values, rewards: rewards, start: start, gamma: gamma, lambda: lambda, check)
+    try check.rank(values, "values", is: 2, legend: "[B, N]")
+    try check.shape(rewards, "rewards", equals: values.shape, sameAs: "same as values")
+    try check.parameter("start", start, in: 0..<values.shape[1],
+                        "the first answer position, in [0, N) for values \(describe(shape: values.shape))")
+    try check.finite("gamma", gamma)
+    try check.finite("lambda", lambda)
     let batchSize = values.shape[0], positions = values.shape[1]
     try check.noNaN(values, "values")
     try check.noNaN(rewards, "rewards")
@@ -70,15 +83,4 @@ public func gae<T: FloatScalar>(
     }
     try check.noNaNInResult(advantages, "advantages")
     return GAEResult(advantages: advantages, returns: returns, deltas: deltas)
-}
-
-/// The checks `gae` and `gaeFast` run before the NaN checks, in this order.
-func checkGAEInputs<T>(values: Tensor<T>, rewards: Tensor<T>, start: Int, gamma: Double, lambda: Double,
-                       _ check: InputCheck) throws(StageError) {
-    try check.rank(values, "values", is: 2, legend: "[B, N]")
-    try check.shape(rewards, "rewards", equals: values.shape, sameAs: "same as values")
-    try check.parameter("start", start, in: 0..<values.shape[1],
-                        "the first answer position, in [0, N) for values \(describe(shape: values.shape))")
-    try check.finite("gamma", gamma)
-    try check.finite("lambda", lambda)
 }

@@ -22,9 +22,10 @@ import TensorCore
 ///
 /// - Throws: ``StageError`` for shapes that do not agree, a label outside
 ///   `[0, V)`, NaN in `logits`, or a row whose log-softmax is NaN (all `-inf`).
+@inlinable
 public func gatherLogProbs<T: FloatScalar>(logits: Tensor<T>, labels: Tensor<Int64>) throws(StageError) -> Tensor<T> {
     let check = InputCheck(stage: "gather_log_probs")
-    try checkShapesAndLabels(logits: logits, labels: labels, check)
+    try checkGatherLogProbsInputs(logits: logits, labels: labels, check)
     let batchSize = logits.shape[0], length = logits.shape[1], vocabularySize = logits.shape[2]
     try check.noNaN(logits, "logits")
 
@@ -44,9 +45,10 @@ public func gatherLogProbs<T: FloatScalar>(logits: Tensor<T>, labels: Tensor<Int
     return result
 }
 
-/// The checks on shapes and labels (O(B·T)) that `gatherLogProbs` and
-/// `gatherLogProbsFused` both run first, in this order.
-func checkShapesAndLabels<T>(logits: Tensor<T>, labels: Tensor<Int64>, _ check: InputCheck) throws(StageError) {
+/// The checks on shapes and labels (O(B·T)) that `gatherLogProbs` and the fused
+/// kernels (`FusedKernels`) both run first, in this order, so both throw alike.
+@inlinable
+public func checkGatherLogProbsInputs<T>(logits: Tensor<T>, labels: Tensor<Int64>, _ check: InputCheck) throws(StageError) {
     try check.rank(logits, "logits", is: 3, legend: "[B, T, V]")
     let batchSize = logits.shape[0], length = logits.shape[1], vocabularySize = logits.shape[2]
     try check.shape(labels, "labels", equals: [batchSize, length], sameAs: "[B, T] from logits \(describe(shape: logits.shape))")
@@ -76,6 +78,7 @@ func checkShapesAndLabels<T>(logits: Tensor<T>, labels: Tensor<Int64>, _ check: 
 ///
 /// - Throws: ``StageError`` as `gatherLogProbs` does, and for a `gradOutput` whose
 ///   shape is not [B, T] or that holds NaN.
+@inlinable
 public func gatherLogProbsGradLogits<T: FloatScalar>(
     logits: Tensor<T>, labels: Tensor<Int64>, gradOutput: Tensor<T>
 ) throws(StageError) -> Tensor<T> {

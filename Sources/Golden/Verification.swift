@@ -68,7 +68,7 @@ public func verify(_ fixture: Fixture) -> FixtureOutcome {
             return outcome(false, [], "the stage threw: \(error)")
         }
         // Compare in the stage's own output order, then any other names.
-        let order = stageOutputs[fixture.stage] ?? []
+        let order = (try? stageAdapter(named: fixture.stage))?.declaration.outputs ?? []
         let names = order.filter { expected[$0] != nil } + expected.keys.filter { !order.contains($0) }.sorted()
         var comparisons = [(String, Comparison)]()
         var problems = [String]()

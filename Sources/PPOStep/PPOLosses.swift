@@ -24,6 +24,19 @@ public struct PPOLossesResult<T: FloatScalar>: Sendable {
     public var actor: ActorLossResult<T>
     /// The critic loss with its per-token terms.
     public var critic: CriticLossResult<T>
+
+    @inlinable
+    public init(start: Int, actionMask: Tensor<Int64>, ends: [Int], rewards: Tensor<T>, oldValues: Tensor<T>, advantages: Tensor<T>, returns: Tensor<T>, actor: ActorLossResult<T>, critic: CriticLossResult<T>) {
+        self.start = start
+        self.actionMask = actionMask
+        self.ends = ends
+        self.rewards = rewards
+        self.oldValues = oldValues
+        self.advantages = advantages
+        self.returns = returns
+        self.actor = actor
+        self.critic = critic
+    }
 }
 
 /// One PPO step's losses as DeepSpeed-Chat's `train_rlhf` computes them, with the
@@ -55,7 +68,9 @@ public struct PPOLossesResult<T: FloatScalar>: Sendable {
 ///
 /// - Throws: ``StageError`` for shapes that do not agree, a mask that is not 0/1,
 ///   NaN in an input, a `promptLength` outside `[1, L)`, or an answer mask that
-///   selects no token.
+///   selects no token. An error of one of the four stages is re-thrown under
+///   `ppo_losses`, its detail saying which stage it came from.
+@inlinable
 public func ppoLosses<T: FloatScalar>(
     attentionMask: Tensor<Int64>,
     logProbs: Tensor<T>,
@@ -71,46 +86,6 @@ public func ppoLosses<T: FloatScalar>(
     cliprangeValue: Double,
     gamma: Double,
     lambda: Double
-) throws(StageError) -> PPOLossesResult<T> {
-    try ppoLossesComposed(
-        attentionMask: attentionMask, logProbs: logProbs, refLogProbs: refLogProbs, values: values,
-        newLogProbs: newLogProbs, newValues: newValues, rewardScore: rewardScore, promptLength: promptLength,
-        klCtl: klCtl, clipRewardValue: clipRewardValue, cliprange: cliprange, cliprangeValue: cliprangeValue,
-        gamma: gamma, lambda: lambda,
-        stages: PPOStages(
-            computeRewards: computeRewards(logProbs:refLogProbs:rewardScore:actionMask:promptLength:klCtl:clipRewardValue:),
-            gae: gae(values:rewards:start:gamma:lambda:),
-            actorLoss: actorLoss(logProbs:oldLogProbs:advantages:mask:cliprange:),
-            criticLoss: criticLoss(values:oldValues:returns:mask:cliprangeValue:)))
-}
-
-/// The four stages `ppoLossesComposed` chains: the plain generic ones for
-/// `ppoLosses`, the float32 fast ones for `ppoLossesFast`.
-struct PPOStages<T: FloatScalar> {
-    var computeRewards: (Tensor<T>, Tensor<T>, Tensor<T>, Tensor<Int64>, Int, Double, Double) throws(StageError) -> Tensor<T>
-    var gae: (Tensor<T>, Tensor<T>, Int, Double, Double) throws(StageError) -> GAEResult<T>
-    var actorLoss: (Tensor<T>, Tensor<T>, Tensor<T>, Tensor<Int64>, Double) throws(StageError) -> ActorLossResult<T>
-    var criticLoss: (Tensor<T>, Tensor<T>, Tensor<T>, Tensor<Int64>, Double) throws(StageError) -> CriticLossResult<T>
-}
-
-/// `ppoLosses` with its four stages given: the checks, the data flow between the
-/// stages, and the errors, over flat arrays.
-func ppoLossesComposed<T: FloatScalar>(
-    attentionMask: Tensor<Int64>,
-    logProbs: Tensor<T>,
-    refLogProbs: Tensor<T>,
-    values: Tensor<T>,
-    newLogProbs: Tensor<T>,
-    newValues: Tensor<T>,
-    rewardScore: Tensor<T>,
-    promptLength: Int,
-    klCtl: Double,
-    clipRewardValue: Double,
-    cliprange: Double,
-    cliprangeValue: Double,
-    gamma: Double,
-    lambda: Double,
-    stages: PPOStages<T>
 ) throws(StageError) -> PPOLossesResult<T> {
     let check = InputCheck(stage: "ppo_losses")
     try check.rank(attentionMask, "attention_mask", is: 2, legend: "[B, L]")
@@ -131,66 +106,54 @@ func ppoLossesComposed<T: FloatScalar>(
     try check.binaryMask(attentionMask, "attention_mask")
     try check.parameter("prompt_length", promptLength, in: 1..<length,
                         "start = prompt_length - 1 must be an answer position in [0, N) with L = \(length)")
-    for (name, tensor) in [("log_probs", logProbs), ("ref_log_probs", refLogProbs), ("values", values),
-                           ("new_log_probs", newLogProbs), ("new_values", newValues), ("reward_score", rewardScore)]
-    where tensor.scalars.contains(where: \.isNaN) {
-        try check.noNaN(tensor, name)  // names the first NaN
-    }
+    try check.noNaN(logProbs, "log_probs")
+    try check.noNaN(refLogProbs, "ref_log_probs")
+    try check.noNaN(values, "values")
+    try check.noNaN(newLogProbs, "new_log_probs")
+    try check.noNaN(newValues, "new_values")
+    try check.noNaN(rewardScore, "reward_score")
 
     let start = promptLength - 1
     // action_mask = attention_mask[:, 1:]: position t of a log-prob scores token t + 1.
-    var actionMask = Tensor<Int64>(shape: logProbShape, repeating: 0)
-    for row in 0..<batchSize {
-        for t in 0..<positions {
-            actionMask.scalars[row * positions + t] = attentionMask.scalars[row * length + t + 1]
-        }
-    }
-    let answerMask = answerPart(actionMask, start: start)
+    let actionMask = attentionMask.columns(1...)
+    let answerMask = actionMask.columns(start...)
     guard answerMask.scalars.contains(1) else {
         throw StageError(.emptyMask, stage: check.stage, argument: "attention_mask",
                          "attention_mask[:, 1:][:, \(start):] selects no answer token; the losses' token-mean would be 0/0")
     }
 
-    var rewards: Tensor<T>
     do {
-        rewards = try stages.computeRewards(logProbs, refLogProbs, rewardScore, actionMask, promptLength, klCtl,
-                                            clipRewardValue)
-    } catch {
-        throw StageError(error.kind, stage: check.stage, argument: error.argument, "in compute_rewards: \(error.detail)")
-    }
+        // 1. The rewards: a KL penalty on every token, the clipped score one past the answer.
+        var rewards = try computeRewards(logProbs: logProbs, refLogProbs: refLogProbs, rewardScore: rewardScore,
+                                         actionMask: actionMask, promptLength: promptLength, klCtl: klCtl,
+                                         clipRewardValue: clipRewardValue)
 
-    // Zero rewards and values from each row's end on (the end itself is one past
-    // the score position, so the score survives).
-    var oldValues = values
-    let ends = answerEnds(actionMask: actionMask, start: start)
-    for row in 0..<batchSize {
-        for t in min(ends[row], positions)..<positions {
-            rewards.scalars[row * positions + t] = 0
-            oldValues.scalars[row * positions + t] = 0
+        // Zero rewards and values from each row's end on (the end itself is one past
+        // the score position, so the score survives).
+        var oldValues = values
+        let ends = answerEnds(actionMask: actionMask, start: start)
+        for row in 0..<batchSize {
+            for t in min(ends[row], positions)..<positions {
+                rewards[row, t] = 0
+                oldValues[row, t] = 0
+            }
         }
-    }
 
-    do {
-        let estimate = try stages.gae(oldValues, rewards, start, gamma, lambda)
-        let actor = try stages.actorLoss(answerPart(newLogProbs, start: start), answerPart(logProbs, start: start),
-                                         estimate.advantages, answerMask, cliprange)
-        let critic = try stages.criticLoss(answerPart(newValues, start: start), answerPart(oldValues, start: start),
-                                           estimate.returns, answerMask, cliprangeValue)
+        // 2. Advantages and returns, from start on.
+        let estimate = try gae(values: oldValues, rewards: rewards, start: start, gamma: gamma, lambda: lambda)
+
+        // 3. The actor loss on the answer part.
+        let actor = try actorLoss(logProbs: newLogProbs.columns(start...), oldLogProbs: logProbs.columns(start...),
+                                  advantages: estimate.advantages, mask: answerMask, cliprange: cliprange)
+
+        // 4. The critic loss on the answer part.
+        let critic = try criticLoss(values: newValues.columns(start...), oldValues: oldValues.columns(start...),
+                                    returns: estimate.returns, mask: answerMask, cliprangeValue: cliprangeValue)
+
         return PPOLossesResult(start: start, actionMask: actionMask, ends: ends, rewards: rewards,
                                oldValues: oldValues, advantages: estimate.advantages, returns: estimate.returns,
                                actor: actor, critic: critic)
     } catch {
         throw StageError(error.kind, stage: check.stage, argument: error.argument, "in \(error.stage): \(error.detail)")
     }
-}
-
-/// x[:, start:] of a [B, N] tensor.
-func answerPart<S>(_ x: Tensor<S>, start: Int) -> Tensor<S> {
-    let batchSize = x.shape[0], positions = x.shape[1]
-    var part: [S] = []
-    part.reserveCapacity(batchSize * (positions - start))
-    for row in 0..<batchSize {
-        part += x.scalars[(row * positions + start)..<((row + 1) * positions)]
-    }
-    return Tensor.make([batchSize, positions - start], part)
 }

@@ -17,6 +17,16 @@ public struct PairwiseRewardLossResult<T: FloatScalar>: Sendable {
     public var endIndices: [Int]
     /// Each pair's loss, before the mean over the batch. Shape [B].
     public var pairLosses: [T]
+
+    @inlinable
+    public init(loss: T, chosenMeanScores: Tensor<T>, rejectedMeanScores: Tensor<T>, divergenceIndices: [Int], endIndices: [Int], pairLosses: [T]) {
+        self.loss = loss
+        self.chosenMeanScores = chosenMeanScores
+        self.rejectedMeanScores = rejectedMeanScores
+        self.divergenceIndices = divergenceIndices
+        self.endIndices = endIndices
+        self.pairLosses = pairLosses
+    }
 }
 
 /// DeepSpeed-Chat's pairwise reward loss: per token, over the span where the two
@@ -60,6 +70,7 @@ public struct PairwiseRewardLossResult<T: FloatScalar>: Sendable {
 ///   NaN in `rewards`, a pair that differs at position 0 (DeepSpeed-Chat asserts
 ///   `divergence_ind > 0`), or a pair whose window `[div, end)` is empty
 ///   (PyTorch's mean of nothing is NaN).
+@inlinable
 public func pairwiseRewardLoss<T: FloatScalar>(
     inputIds: Tensor<Int64>,
     rewards: Tensor<T>,
@@ -166,6 +177,7 @@ public func pairwiseRewardLoss<T: FloatScalar>(
 /// gradient is ±1/(2·B·|W|), not zero: the loss ln 2 still asks for a margin.
 ///
 /// - Throws: ``StageError`` as `pairwiseRewardLoss` does.
+@inlinable
 public func pairwiseRewardLossGradRewards<T: FloatScalar>(
     inputIds: Tensor<Int64>, rewards: Tensor<T>, padId: Int64, numPaddingAtBeginning: Int
 ) throws(StageError) -> Tensor<T> {

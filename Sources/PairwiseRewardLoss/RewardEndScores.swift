@@ -21,6 +21,7 @@ import TensorCore
 /// - Throws: ``StageError`` for shapes that do not agree, NaN in `values`,
 ///   `promptLength < 2` (DeepSpeed-Chat asserts `prompt_length > 1`), or a
 ///   `promptLength >= L` that leaves no answer position.
+@inlinable
 public func rewardEndScores<T: FloatScalar>(
     inputIds: Tensor<Int64>,
     values: Tensor<T>,

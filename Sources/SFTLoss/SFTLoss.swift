@@ -8,6 +8,13 @@ public struct SFTLossResult<T: FloatScalar>: Sendable {
     public var tokenLosses: Tensor<T>
     /// How many labels were counted (the mean's denominator).
     public var tokenCount: Int
+
+    @inlinable
+    public init(loss: T, tokenLosses: Tensor<T>, tokenCount: Int) {
+        self.loss = loss
+        self.tokenLosses = tokenLosses
+        self.tokenCount = tokenCount
+    }
 }
 
 /// The causal-LM cross-entropy loss that SFT trains with (DeepSpeed-Chat step 1).
@@ -34,6 +41,7 @@ public struct SFTLossResult<T: FloatScalar>: Sendable {
 /// - Throws: ``StageError`` for shapes that do not agree, NaN in `logits`, a label
 ///   in `labels[:, 1:]` outside `[0, V)` that is not `ignoreIndex`, or no label left
 ///   to count (the mean would be 0/0).
+@inlinable
 public func sftLoss<T: FloatScalar>(
     logits: Tensor<T>, labels: Tensor<Int64>, ignoreIndex: Int64 = -100
 ) throws(StageError) -> SFTLossResult<T> {
@@ -87,6 +95,7 @@ public func sftLoss<T: FloatScalar>(
 /// Shapes: as `sftLoss`; `grad_logits` [B, L, V]. Each counted row sums to zero.
 ///
 /// - Throws: ``StageError`` as `sftLoss` does.
+@inlinable
 public func sftLossGradLogits<T: FloatScalar>(
     logits: Tensor<T>, labels: Tensor<Int64>, ignoreIndex: Int64 = -100
 ) throws(StageError) -> Tensor<T> {

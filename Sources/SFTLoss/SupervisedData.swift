@@ -10,8 +10,15 @@ public struct TokenizedSequence: Sendable, Equatable {
     /// The SFT labels: the id where the mask is 1, `ignoreIndex` where it is 0.
     ///
     /// The prompt is labelled too: DeepSpeed-Chat step 1 trains on prompt tokens.
+    @inlinable
     public func labels(ignoreIndex: Int64 = -100) -> [Int64] {
         zip(inputIds, attentionMask).map { id, mask in mask == 1 ? id : ignoreIndex }
+    }
+
+    @inlinable
+    public init(inputIds: [Int64], attentionMask: [Int64]) {
+        self.inputIds = inputIds
+        self.attentionMask = attentionMask
     }
 }
 
@@ -36,6 +43,7 @@ public struct TokenizedSequence: Sendable, Equatable {
 /// `PromptDataset.__getitem__` (the labels).
 ///
 /// - Throws: ``StageError`` if `maxSeqLen < 1`.
+@inlinable
 public func tokenizedSequence(
     promptIds: [Int64], answerIds: [Int64], endOfConversationIds: [Int64],
     maxSeqLen: Int, padId: Int64, beginningOfSequenceId: Int64? = nil
@@ -64,6 +72,7 @@ public func tokenizedSequence(
 /// Matches DeepSpeed-Chat `dschat/utils/data/data_utils.py :: DataCollatorReward`.
 ///
 /// - Throws: ``StageError`` for no pairs, or rows of different lengths.
+@inlinable
 public func collateRewardBatch(
     _ pairs: [(chosen: TokenizedSequence, rejected: TokenizedSequence)]
 ) throws(StageError) -> (inputIds: Tensor<Int64>, attentionMask: Tensor<Int64>) {

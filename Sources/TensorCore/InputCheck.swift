@@ -14,11 +14,13 @@ public struct InputCheck: Sendable {
     /// The fixture stage name the errors carry.
     public let stage: String
 
+    @inlinable
     public init(stage: String) {
         self.stage = stage
     }
 
     /// Throws unless `tensor` has `rank` axes; `legend` spells them out, e.g. `"[B, T, V]"`.
+    @inlinable
     public func rank<S>(_ tensor: Tensor<S>, _ argument: String, is rank: Int, legend: String) throws(StageError) {
         guard tensor.rank == rank else {
             throw StageError(.shapeMismatch, stage: stage, argument: argument,
@@ -30,6 +32,7 @@ public struct InputCheck: Sendable {
     ///
     /// `sameAs` says where the expected shape comes from, e.g. `"values"` or
     /// `"[B] from log_probs"`.
+    @inlinable
     public func shape<S>(_ tensor: Tensor<S>, _ argument: String, equals expected: [Int], sameAs source: String) throws(StageError) {
         guard tensor.shape == expected else {
             throw StageError(.shapeMismatch, stage: stage, argument: argument,
@@ -41,6 +44,7 @@ public struct InputCheck: Sendable {
     ///
     /// A NaN in a masked slot is rejected too: multiplying by a 0 mask does not
     /// remove a NaN (NaN * 0 = NaN), so accepting it would only hide the problem.
+    @inlinable
     public func noNaN<T: FloatScalar>(_ tensor: Tensor<T>, _ argument: String) throws(StageError) {
         for flat in 0..<tensor.count where tensor.scalars[flat].isNaN {
             throw StageError(.notANumber, stage: stage, argument: argument,
@@ -49,6 +53,7 @@ public struct InputCheck: Sendable {
     }
 
     /// Throws at the first element of `mask` that is neither 0 nor 1.
+    @inlinable
     public func binaryMask(_ mask: Tensor<Int64>, _ argument: String) throws(StageError) {
         for flat in 0..<mask.count where mask.scalars[flat] != 0 && mask.scalars[flat] != 1 {
             throw StageError(.invalidMask, stage: stage, argument: argument,
@@ -57,6 +62,7 @@ public struct InputCheck: Sendable {
     }
 
     /// Throws at the first label outside `[0, vocabularySize)`.
+    @inlinable
     public func labels(_ labels: Tensor<Int64>, _ argument: String, vocabularySize: Int) throws(StageError) {
         for flat in 0..<labels.count where labels.scalars[flat] < 0 || labels.scalars[flat] >= Int64(vocabularySize) {
             throw StageError(.labelOutOfRange, stage: stage, argument: argument,
@@ -65,6 +71,7 @@ public struct InputCheck: Sendable {
     }
 
     /// Throws unless `value` lies in `range`; `meaning` explains the range.
+    @inlinable
     public func parameter(_ argument: String, _ value: Int, in range: Range<Int>, _ meaning: String) throws(StageError) {
         guard range.contains(value) else {
             throw StageError(.parameterOutOfRange, stage: stage, argument: argument,
@@ -73,6 +80,7 @@ public struct InputCheck: Sendable {
     }
 
     /// Throws unless `value` is finite and at least zero (clip ranges, coefficients).
+    @inlinable
     public func nonNegative(_ argument: String, _ value: Double) throws(StageError) {
         guard value.isFinite, value >= 0 else {
             throw StageError(.parameterOutOfRange, stage: stage, argument: argument,
@@ -81,6 +89,7 @@ public struct InputCheck: Sendable {
     }
 
     /// Throws unless `value` is finite (discounts, coefficients that may be any sign).
+    @inlinable
     public func finite(_ argument: String, _ value: Double) throws(StageError) {
         guard value.isFinite else {
             throw StageError(.parameterOutOfRange, stage: stage, argument: argument,
@@ -92,6 +101,7 @@ public struct InputCheck: Sendable {
     ///
     /// PyTorch would return that NaN silently (e.g. `inf - inf` from two infinite
     /// log-probs); we name the output and the index instead.
+    @inlinable
     public func noNaNInResult<T: FloatScalar>(_ tensor: Tensor<T>, _ output: String) throws(StageError) {
         for flat in 0..<tensor.count where tensor.scalars[flat].isNaN {
             throw StageError(.nonFiniteResult, stage: stage, argument: output,

@@ -22,6 +22,7 @@ public struct Tensor<Scalar: Sendable>: Sendable {
     public var scalars: [Scalar]
 
     /// Makes a tensor, checking that `scalars` fills `shape` exactly.
+    @inlinable
     public init(shape: [Int], scalars: [Scalar]) throws(StageError) {
         guard shape.allSatisfy({ $0 >= 0 }) else {
             throw StageError(.shapeMismatch, stage: "tensor", argument: "shape",
@@ -37,12 +38,14 @@ public struct Tensor<Scalar: Sendable>: Sendable {
     }
 
     /// Makes a tensor of `shape` with every element equal to `value`.
+    @inlinable
     public init(shape: [Int], repeating value: Scalar) {
         self.shape = shape
         self.scalars = Array(repeating: value, count: shape.reduce(1, *))
     }
 
     /// A rank-0 tensor holding one value.
+    @inlinable
     public init(scalar value: Scalar) {
         self.shape = []
         self.scalars = [value]
@@ -55,24 +58,46 @@ public struct Tensor<Scalar: Sendable>: Sendable {
     public var count: Int { scalars.count }
 
     /// Element `[i, j]` of a rank-2 tensor.
+    @inlinable
     public subscript(i: Int, j: Int) -> Scalar {
         get { scalars[i * shape[1] + j] }
         set { scalars[i * shape[1] + j] = newValue }
     }
 
     /// Element `[i, j, k]` of a rank-3 tensor.
+    @inlinable
     public subscript(i: Int, j: Int, k: Int) -> Scalar {
         get { scalars[(i * shape[1] + j) * shape[2] + k] }
         set { scalars[(i * shape[1] + j) * shape[2] + k] = newValue }
     }
 
     /// Row `i` of a rank-2 tensor, as an array.
+    @inlinable
     public func row(_ i: Int) -> ArraySlice<Scalar> {
         let width = shape[1]
         return scalars[(i * width)..<((i + 1) * width)]
     }
 
+    /// Columns `range` of a rank-2 tensor, as a new [rows, range.count] tensor:
+    /// `x.columns(start...)` is PyTorch's `x[:, start:]`, `x.columns(..<(n - 1))`
+    /// its `x[:, :-1]`.
+    ///
+    /// The PPO stages use it for the answer part `[:, start:]` of every [B, N]
+    /// tensor. `range` must lie inside `0..<shape[1]` (the callers check it).
+    @inlinable
+    public func columns(_ range: some RangeExpression<Int>) -> Tensor {
+        let rows = shape[0], width = shape[1]
+        let kept = range.relative(to: 0..<width)
+        var part = [Scalar]()
+        part.reserveCapacity(rows * kept.count)
+        for row in 0..<rows {
+            part += scalars[(row * width + kept.lowerBound)..<(row * width + kept.upperBound)]
+        }
+        return Tensor(uncheckedShape: [rows, kept.count], scalars: part)
+    }
+
     /// The multi-index of flat position `flatIndex`, e.g. `[1, 2]` for 5 in a [2, 3] tensor.
+    @inlinable
     public func index(ofFlat flatIndex: Int) -> [Int] {
         var rest = flatIndex
         var index = [Int](repeating: 0, count: shape.count)
@@ -88,6 +113,7 @@ extension Tensor: Equatable where Scalar: Equatable {}
 
 extension Tensor where Scalar: FloatScalar {
     /// The same numbers in another precision (`Float` <-> `Double`).
+    @inlinable
     public func converted<Other: FloatScalar>(to _: Other.Type) -> Tensor<Other> {
         Tensor<Other>(uncheckedShape: shape, scalars: scalars.map { Other($0) })
     }
@@ -103,6 +129,7 @@ extension Tensor {
 
     /// Makes a tensor whose shape is known to fit its scalars (used by stages for
     /// their own outputs).
+    @inlinable
     public static func make(_ shape: [Int], _ scalars: [Scalar]) -> Tensor {
         precondition(shape.reduce(1, *) == scalars.count, "internal: output shape \(shape) does not fit \(scalars.count) scalars")
         return Tensor(uncheckedShape: shape, scalars: scalars)
@@ -110,6 +137,7 @@ extension Tensor {
 }
 
 /// Formats a shape the way PyTorch prints it: `[2, 5]`.
+@inlinable
 public func describe(shape: [Int]) -> String {
     "[" + shape.map(String.init).joined(separator: ", ") + "]"
 }

@@ -1,4 +1,4 @@
-// The fast float32 gather_log_probs: one row of the vocabulary at a time, SIMD
+// The fused float32 gather_log_probs: one row of the vocabulary at a time, SIMD
 // over the row, rows spread over the cores. No [B, T, V] intermediate.
 //
 // The plain `gatherLogProbs` beside it is the reference: same checks, same
@@ -6,6 +6,7 @@
 
 import Dispatch
 import TensorCore
+import GatherLogProbs
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -43,7 +44,7 @@ import Darwin
 public func gatherLogProbsFused(logits: Tensor<Float>, labels: Tensor<Int64>) throws(StageError) -> Tensor<Float> {
     let check = InputCheck(stage: "gather_log_probs")
     // The O(B·T) checks here; NaN in the logits (O(B·T·V)) is found in the max pass.
-    try checkShapesAndLabels(logits: logits, labels: labels, check)
+    try checkGatherLogProbsInputs(logits: logits, labels: labels, check)
     let rows = logits.shape[0] * logits.shape[1]
     let vocabularySize = logits.shape[2]
 
@@ -110,7 +111,7 @@ public func gatherLogProbsFusedGradLogits(
 ) throws(StageError) -> Tensor<Float> {
     let check = InputCheck(stage: "gather_log_probs")
     // The O(B·T) checks here; NaN in the logits (O(B·T·V)) is found in the max pass.
-    try checkShapesAndLabels(logits: logits, labels: labels, check)
+    try checkGatherLogProbsInputs(logits: logits, labels: labels, check)
     let rows = logits.shape[0] * logits.shape[1]
     if gradOutput.shape != labels.shape || gradOutput.scalars.contains(where: \.isNaN) {
         // The plain version checks the logits (NaN, NaN results) before grad_output.

@@ -2,14 +2,15 @@ import Testing
 import TensorCore
 import TestSupport
 import Golden
-@testable import GatherLogProbs
+import GatherLogProbs
+@testable import FusedKernels
 
-/// fast vs plain, both float32: the fused kernel's exp is within ~1-2 ulp of
+/// fused vs plain, both float32: the fused kernel's exp is within ~1-2 ulp of
 /// libm's expf and its sum differs from the plain Double sum by < 1e-6 relative,
 /// so log Σ moves by at most about an ulp of itself. Since |log_prob| >= log Σ,
 /// that is < 1e-6 relative; the abs part covers results near 0 (and gradients,
 /// which are softmax values times grad_output, |.| <= 1).
-private let fastVsPlain = (abs: 1e-6, rel: 1e-6)
+private let fusedVsPlain = (abs: 1e-6, rel: 1e-6)
 
 @Suite("gather_log_probs fused")
 struct FusedGatherLogProbsTests {
@@ -21,29 +22,34 @@ struct FusedGatherLogProbsTests {
         #expect(files.count >= 8)
         for file in files {
             let fixture = try Fixture.load(path: file)
-            guard case .float32(let logits) = fixture.inputs["logits"], case .int64(let labels) = fixture.inputs["labels"] else {
-                Issue.record("\(fixture.name): expected float32 logits and int64 labels")
-                continue
-            }
+            let a = try FixtureArguments<Float>(fixture)
+            let logits = try a.float("logits"), labels = try a.ids("labels"), upstream = try a.optionalFloat("grad_output")
             switch fixture.expectation {
             case .error:
-                #expect(throws: StageError.self, "\(fixture.name)") { try gatherLogProbsFused(logits: logits, labels: labels) }
+                // The fused kernel must reject it, with the plain stage's very error.
+                let plain = Result { () throws(StageError) in try gatherLogProbs(logits: logits, labels: labels) }
+                let fused = Result { () throws(StageError) in try gatherLogProbsFused(logits: logits, labels: labels) }
+                guard case .failure(let plainError) = plain, case .failure(let fusedError) = fused else {
+                    Issue.record("\(fixture.name): expected both to throw, got plain \(plain), fused \(fused)")
+                    continue
+                }
+                #expect(fusedError == plainError, "\(fixture.name)")
             case .outputs(let outputs, let tolerance):
                 let logProbs = try gatherLogProbsFused(logits: logits, labels: labels)
-                if let expected = outputs["log_probs"] {
-                    expectClose(logProbs.scalars.map(Double.init), expected.doubles, abs: tolerance.abs, rel: tolerance.rel,
-                                "\(fixture.name) log_probs", shape: logProbs.shape)
-                }
-                if case .float32(let upstream) = fixture.inputs["grad_output"], let expected = outputs["grad_logits"] {
+                let expected = try #require(outputs["log_probs"], "\(fixture.name) expects no log_probs")
+                expectClose(logProbs.scalars.map(Double.init), expected.doubles, abs: tolerance.abs, rel: tolerance.rel,
+                            "\(fixture.name) log_probs", shape: logProbs.shape)
+                if let upstream {
+                    let expectedGrad = try #require(outputs["grad_logits"], "\(fixture.name) has grad_output but expects no grad_logits")
                     let grad = try gatherLogProbsFusedGradLogits(logits: logits, labels: labels, gradOutput: upstream)
-                    expectClose(grad.scalars.map(Double.init), expected.doubles, abs: tolerance.abs, rel: tolerance.rel,
+                    expectClose(grad.scalars.map(Double.init), expectedGrad.doubles, abs: tolerance.abs, rel: tolerance.rel,
                                 "\(fixture.name) grad_logits", shape: grad.shape)
                 }
             }
         }
     }
 
-    // MARK: fast == plain
+    // MARK: fused == plain
 
     @Test("fused = plain on random inputs of awkward sizes", arguments: [
         (1, 1, 1), (1, 1, 7), (2, 3, 17), (1, 5, 33), (2, 1, 8), (2, 2, 32), (3, 2, 100), (1, 1, 1_001), (2, 4, 4_099),
@@ -73,17 +79,17 @@ struct FusedGatherLogProbsTests {
         let plain = try gatherLogProbs(logits: logits, labels: labels)
         #expect(fused.scalars[0] == -.infinity)
         expectClose(Array(fused.scalars.dropFirst()).map(Double.init), plain.scalars.dropFirst().map(Double.init),
-                    abs: fastVsPlain.abs, rel: fastVsPlain.rel, "log_probs")
+                    abs: fusedVsPlain.abs, rel: fusedVsPlain.rel, "log_probs")
         // A masked (-inf) entry that is not the label: the vector path, as the plain one.
         let unmaskedLabels = Tensor.make([2, 2], [3, 5, 18, 0] as [Int64])
         expectClose(try gatherLogProbsFused(logits: logits, labels: unmaskedLabels),
                     try gatherLogProbs(logits: logits, labels: unmaskedLabels).scalars.map(Double.init),
-                    abs: fastVsPlain.abs, rel: fastVsPlain.rel, "log_probs, -inf entry unlabelled")
+                    abs: fusedVsPlain.abs, rel: fusedVsPlain.rel, "log_probs, -inf entry unlabelled")
         let upstream = Tensor.make([2, 2], [0.5, -1, 2, 1] as [Float])
         let grad = try gatherLogProbsFusedGradLogits(logits: logits, labels: unmaskedLabels, gradOutput: upstream)
         #expect(grad.scalars[2] == 0, "a -inf logit gets exactly zero gradient")
         expectClose(grad, try gatherLogProbsGradLogits(logits: logits, labels: unmaskedLabels, gradOutput: upstream).scalars.map(Double.init),
-                    abs: fastVsPlain.abs, rel: fastVsPlain.rel, "grad_logits")
+                    abs: fusedVsPlain.abs, rel: fusedVsPlain.rel, "grad_logits")
     }
 
     // MARK: Errors
@@ -157,9 +163,9 @@ private func expectFusedMatchesPlain(_ b: Int, _ t: Int, _ v: Int, seed: UInt64,
     let upstream = Tensor.make([b, t], rng.uniform(count: b * t, -2, 2).map(Float.init))
     let label = "\(b)x\(t)x\(v)"
     expectClose(try gatherLogProbsFused(logits: logits, labels: labels), try gatherLogProbs(logits: logits, labels: labels).scalars.map(Double.init),
-                abs: fastVsPlain.abs, rel: fastVsPlain.rel, "\(label) log_probs", sourceLocation: sourceLocation)
+                abs: fusedVsPlain.abs, rel: fusedVsPlain.rel, "\(label) log_probs", sourceLocation: sourceLocation)
     let plainGrad = try gatherLogProbsGradLogits(logits: logits, labels: labels, gradOutput: upstream)
     expectClose(try gatherLogProbsFusedGradLogits(logits: logits, labels: labels, gradOutput: upstream),
-                plainGrad.scalars.map(Double.init), abs: fastVsPlain.abs, rel: fastVsPlain.rel, "\(label) grad_logits",
+                plainGrad.scalars.map(Double.init), abs: fusedVsPlain.abs, rel: fusedVsPlain.rel, "\(label) grad_logits",
                 sourceLocation: sourceLocation)
 }

@@ -1,0 +1,25 @@
+// FusedKernels: the only place in the package with SIMD, unsafe pointers or
+// threads. Everything else is plain loops that a reader can follow.
+//
+// A fused kernel computes exactly what one plain stage computes, in one pass over
+// memory and without the intermediates the plain loops form, because at RLHF sizes
+// (a vocabulary of 32k-150k, so 10^8 logits a step) the plain loops are too slow
+// or too large. What each kernel equals, and how that is tested:
+//
+// | kernel                            | equals                               | tested in                                   |
+// |-----------------------------------|--------------------------------------|---------------------------------------------|
+// | `gatherLogProbsFused`             | `gatherLogProbs` (GatherLogProbs)    | Tests/FusedKernelsTests: against the plain  |
+// | `gatherLogProbsFusedGradLogits`   | `gatherLogProbsGradLogits`           | stage on random inputs of awkward sizes     |
+// |                                   |                                      | (V = 1 to 4099, rows split over threads,    |
+// |                                   |                                      | NaN, inf and all -inf rows) within abs 1e-6 |
+// |                                   |                                      | + rel 1e-6, the same errors, and every      |
+// |                                   |                                      | float32 golden fixture                      |
+// | `exponential(_:)` (internal)      | libm `expf` on [-87.3, 0], ~1 ulp    | through the two above                       |
+//
+// Why no fused GAE or fused losses: with `@inlinable` stages, the plain loops are
+// specialised for Float in the caller and run at memory speed (see `make bench`);
+// a separate kernel is kept only where the algorithm really differs (here: one
+// streaming pass per vocabulary row, SIMD lanes, rows over the cores).
+//
+// `make bench` (Sources/Bench) times these kernels against PyTorch and, before
+// timing, checks in that very build that the fused forward equals the plain one.

@@ -1,0 +1,170 @@
+import TensorCore
+
+/// The one typed reader of a fixture's params and inputs, in precision `T`.
+///
+/// `golden-verify`, the tests and the chapters all read fixtures through it:
+///
+/// ```
+/// let a = try FixtureArguments<Double>(fixture)
+/// let values = try a.float("values")      // [B, N] in Double
+/// let start  = try a.int("start")
+/// ```
+///
+/// Every name must be one the stage declares (``StageDeclaration``), with that
+/// kind: a misspelt name is an error, never an empty tensor or a default. A
+/// missing input or a missing param without a declared default is a
+/// ``FixtureProblem``; an input of a dtype its argument cannot take is a
+/// ``StageError`` (`wrongDType`), as the stage itself would throw.
+public struct FixtureArguments<T: FloatScalar>: Sendable {
+    public let fixture: Fixture
+    public let declaration: StageDeclaration
+
+    /// The reader for `fixture`'s stage; throws for an unknown stage.
+    public init(_ fixture: Fixture) throws(FixtureProblem) {
+        self.fixture = fixture
+        self.declaration = try stageAdapter(named: fixture.stage).declaration
+    }
+
+    // MARK: Inputs
+
+    /// A float input in precision `T` (float64, float32 and int64 data are converted).
+    public func float(_ name: String) throws -> Tensor<T> {
+        try converted(present(name, .float), name)
+    }
+
+    /// An optional float input (`grad_output`), or nil when the fixture leaves it out.
+    public func optionalFloat(_ name: String) throws -> Tensor<T>? {
+        guard let tensor = try optional(name, .float) else { return nil }
+        return try converted(tensor, name)
+    }
+
+    /// Token ids or labels: int64 only.
+    public func ids(_ name: String) throws -> Tensor<Int64> {
+        let input = try present(name, .ids)
+        guard case .int64(let t) = input else {
+            throw StageError(.wrongDType, stage: fixture.stage, argument: name,
+                             "token ids and labels are int64, got \(input.dtype.rawValue)")
+        }
+        return t
+    }
+
+    /// A 0/1 mask: int64 or bool (float 0/1 is accepted too).
+    public func mask(_ name: String) throws -> Tensor<Int64> {
+        switch try present(name, .mask) {
+        case .int64(let t): return t
+        case .bool(let t): return Tensor.make(t.shape, t.scalars.map { $0 ? 1 : 0 })
+        case .float64(let t): return try floatMask(t, name)
+        case .float32(let t): return try floatMask(t.converted(to: Double.self), name)
+        }
+    }
+
+    // MARK: Params
+
+    /// A whole-number param (`start`, `prompt_length`, `pad_id`, ...).
+    public func int(_ name: String) throws(FixtureProblem) -> Int {
+        let text = try number(name, .int)
+        if let n = Int(text) { return n }
+        if let d = Double(text), d == d.rounded(), abs(d) < 1e15 { return Int(d) }
+        throw FixtureProblem(field: "params.\(name)", "expected a whole number, got \(text)")
+    }
+
+    /// A real param (`gamma`, `beta`, `cliprange`, ...), kept in Double as Python keeps it.
+    public func real(_ name: String) throws(FixtureProblem) -> Double {
+        let text = try number(name, .real)
+        guard let x = Double(text) else { throw FixtureProblem(field: "params.\(name)", "expected a number, got \(text)") }
+        return x
+    }
+
+    // MARK: Checking a fixture against the declaration
+
+    /// Checks, before the stage runs, that the fixture gives every required param
+    /// and input, nothing the stage does not declare, and each param of its kind.
+    public func validate() throws(FixtureProblem) {
+        for name in fixture.params.keys.sorted() where declaration.param(name) == nil {
+            throw FixtureProblem(field: "params.\(name)", "stage \(fixture.stage) has no param '\(name)'; it takes \(listing(declaration.params.map(\.name)))")
+        }
+        for name in fixture.inputs.keys.sorted() where declaration.input(name) == nil {
+            throw FixtureProblem(field: "inputs.\(name)", "stage \(fixture.stage) has no input '\(name)'; it takes \(listing(declaration.inputs.map(\.name)))")
+        }
+        for param in declaration.params {
+            _ = try value(of: param)
+        }
+        for input in declaration.inputs where !input.optional && fixture.inputs[input.name] == nil {
+            throw FixtureProblem(field: "inputs.\(input.name)", "missing input for stage \(fixture.stage)")
+        }
+    }
+
+    // MARK: Private
+
+    private func declared(_ name: String, _ kind: InputDeclaration.Kind) throws(FixtureProblem) -> InputDeclaration {
+        guard let input = declaration.input(name), input.kind == kind else {
+            throw FixtureProblem(field: "inputs.\(name)", "stage \(fixture.stage) declares no \(kind.rawValue) input '\(name)'")
+        }
+        return input
+    }
+
+    private func present(_ name: String, _ kind: InputDeclaration.Kind) throws(FixtureProblem) -> FixtureTensor {
+        _ = try declared(name, kind)
+        guard let tensor = fixture.inputs[name] else {
+            throw FixtureProblem(field: "inputs.\(name)", "missing input for stage \(fixture.stage)")
+        }
+        return tensor
+    }
+
+    private func optional(_ name: String, _ kind: InputDeclaration.Kind) throws(FixtureProblem) -> FixtureTensor? {
+        let input = try declared(name, kind)
+        guard input.optional else {
+            throw FixtureProblem(field: "inputs.\(name)", "input '\(name)' of stage \(fixture.stage) is required, not optional")
+        }
+        return fixture.inputs[name]
+    }
+
+    private func converted(_ tensor: FixtureTensor, _ name: String) throws -> Tensor<T> {
+        switch tensor {
+        case .float64(let t): return t.converted(to: T.self)
+        case .float32(let t): return t.converted(to: T.self)
+        case .int64(let t): return Tensor.make(t.shape, t.scalars.map { T($0) })
+        case .bool:
+            throw StageError(.wrongDType, stage: fixture.stage, argument: name, "expected a float tensor, got bool")
+        }
+    }
+
+    private func floatMask(_ t: Tensor<Double>, _ name: String) throws -> Tensor<Int64> {
+        if let bad = t.scalars.firstIndex(where: { $0 != 0 && $0 != 1 }) {
+            throw StageError(.invalidMask, stage: fixture.stage, argument: name,
+                             "masks hold 0/1, got \(t.scalars[bad]) at index \(describe(shape: t.index(ofFlat: bad)))")
+        }
+        return Tensor.make(t.shape, t.scalars.map { Int64($0) })
+    }
+
+    /// The param's value: the fixture's, else the declared default.
+    private func value(of param: ParamDeclaration) throws(FixtureProblem) -> JSONValue {
+        guard let value = fixture.params[param.name] ?? param.defaultValue else {
+            throw FixtureProblem(field: "params.\(param.name)", "missing param for stage \(fixture.stage)")
+        }
+        let fits: Bool
+        switch (param.kind, value) {
+        case (_, .null): fits = param.nullable
+        case (.int, .number), (.real, .number), (.bool, .bool), (.string, .string): fits = true
+        default: fits = false
+        }
+        guard fits else {
+            throw FixtureProblem(field: "params.\(param.name)", "expected \(param.kind.rawValue), got \(value.kindName)")
+        }
+        return value
+    }
+
+    private func number(_ name: String, _ kind: ParamDeclaration.Kind) throws(FixtureProblem) -> String {
+        guard let param = declaration.param(name), param.kind == kind else {
+            throw FixtureProblem(field: "params.\(name)", "stage \(fixture.stage) declares no param '\(name)' of \(kind.rawValue)")
+        }
+        guard case .number(let text) = try value(of: param) else {
+            throw FixtureProblem(field: "params.\(name)", "expected \(kind.rawValue), got null")
+        }
+        return text
+    }
+}
+
+private func listing(_ names: [String]) -> String {
+    names.isEmpty ? "none" : names.joined(separator: ", ")
+}
