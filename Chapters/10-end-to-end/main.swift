@@ -295,6 +295,11 @@ chapter.say("Reward and KL per step, with and without the penalty: \(shownPlot)"
 // MARK: 9. Claims
 
 chapter.heading("9. What this run must show")
+chapter.say("""
+Checked on this run, seed \(settings.seed): the claims are about this seed's numbers, not every seed's
+(the chapter's README says how they fare over seeds 1-8).
+
+""")
 chapter.claim(rise >= baseline.standardDeviation,
               "PPO lifts the mean reward by at least one SFT standard deviation (\(fmt(rise, 2)) >= \(fmt(baseline.standardDeviation, 2)))")
 chapter.claim(penaltyKL <= 3,

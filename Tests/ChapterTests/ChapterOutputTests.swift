@@ -71,7 +71,7 @@ struct ChapterOutputTests {
         }
     }
 
-    @Test("each chapter passes its self-check, fits 100 columns, and prints exactly the output in its README",
+    @Test("drift check: each chapter passes its self-check, fits 100 columns, and prints exactly the output pasted in its README",
           arguments: chapterDirectories)
     func outputMatchesReadme(directory: String) throws {
         guard let path = executable(for: directory) else {

@@ -41,7 +41,7 @@ struct PPOStepTests {
         expectClose(result.critic.loss, 0.5 * meanSquare, "critic_loss")
     }
 
-    @Test("the step equals its stages called on the documented slices")
+    @Test("drift check: the step equals its four stages called on the documented slices, bit for bit")
     func equalsItsStages() throws {
         var rng = SplitMix64(seed: 21)
         let (batch, length, promptLength) = (3, 9, 3)
