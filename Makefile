@@ -2,7 +2,8 @@
 #
 #   make chapters build once, then run every chapter of the book in order
 #   make chapter N=4   run one chapter
-#   make test     debug build, golden-verify over GoldenData, then every test
+#   make test     debug build, golden-verify over GoldenData, a package that uses the libraries
+#                 (Tests/LibraryConsumer), then every test
 #   make verify   golden-verify over GoldenData, release build
 #   make golden   regenerate the PyTorch fixtures (needs torch==2.13.0+cpu)
 #   make bench    release benchmarks of every stage, beside PyTorch CPU when installed
@@ -21,6 +22,8 @@ build:
 test:
 	$(SWIFT) build --build-tests
 	.build/debug/golden-verify --failures-only GoldenData
+	$(SWIFT) build --package-path Tests/LibraryConsumer
+	Tests/LibraryConsumer/.build/debug/LibraryConsumer GoldenData
 	$(SWIFT) test --skip-build
 
 CHAPTERS := $(sort $(notdir $(wildcard Chapters/[0-9][0-9]-*)))
@@ -65,4 +68,4 @@ bench:
 	echo; awk -f Benchmarks/join_rows.awk .build/bench-torch.txt .build/bench-swift.txt
 
 clean:
-	rm -rf .build
+	rm -rf .build Tests/LibraryConsumer/.build

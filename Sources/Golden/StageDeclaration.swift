@@ -117,7 +117,7 @@ public struct InputDeclaration: Sendable {
 /// arguments in the fixture's precision.
 ///
 /// One small `enum` per stage conforms (no instances); `stageRegistry` lists them.
-public protocol StageAdapter {
+public protocol StageAdapter: SendableMetatype {
     static var declaration: StageDeclaration { get }
     /// Reads the stage's arguments, calls the library, and returns the outputs by
     /// their fixture names.
