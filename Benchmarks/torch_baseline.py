@@ -186,6 +186,13 @@ def main():
         return lambda: critic_loss_fn(values, old, returns, mask)
     bench(rows, only, "critic_loss", (b, n), b * n, critic)
 
+    def rewards():
+        log_probs, ref_log_probs = torch.rand(b, n) * -3, torch.rand(b, n) * -3
+        reward_score = torch.rand(b) * 2 - 1
+        action_mask = mask.long()
+        return lambda: compute_rewards(0, log_probs, ref_log_probs, reward_score, action_mask)
+    bench(rows, only, "compute_rewards", (b, n), b * n, rewards)
+
     for b, length in [(16, 1024), (64, 2048)]:
         def step(b=b, length=length):
             n = length - 1

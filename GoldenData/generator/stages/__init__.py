@@ -1,0 +1,28 @@
+"""The fixture stages, in the order they are generated and listed by --list.
+
+To add a stage: write stages/<stage>.py (its reference implementation, its cases,
+and at the end `STAGE = Stage("<stage>", implementation, CASES, catalog_prefixes=(WHAT,))`),
+then add "<stage>" to STAGE_NAMES below. The file name, the stage name and the
+fixture folder GoldenData/<stage>/ are the same.
+"""
+
+import importlib
+
+STAGE_NAMES = [
+    "gather_log_probs",
+    "reward_pairwise_loss",
+    "reward_end_scores",
+    "compute_rewards",
+    "gae",
+    "actor_loss",
+    "critic_loss",
+    "dpo_loss",
+    "ppo_losses",
+    "sft_loss",   # added after v1
+    "tiny_lm",    # added after v1: the end-to-end chapter's model
+]
+
+STAGES = [importlib.import_module(f"{__name__}.{name}").STAGE for name in STAGE_NAMES]
+
+for _name, _stage in zip(STAGE_NAMES, STAGES):
+    assert _stage.name == _name, f"stages/{_name}.py declares the stage {_stage.name!r}"
