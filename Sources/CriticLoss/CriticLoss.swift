@@ -60,24 +60,25 @@ public func criticLoss<T: FloatScalar>(
     try check.noNaN(returns, "returns")
 
     let clipRange = T(cliprangeValue)
-    var clippedValues = Tensor<T>(shape: values.shape, repeating: 0)
-    var tokenLosses = Tensor<T>(shape: values.shape, repeating: 0)
+    var clippedValues = [T](repeating: 0, count: values.count)
+    var tokenLosses = [T](repeating: 0, count: values.count)
     for i in 0..<values.count {
         let value = values.scalars[i], target = returns.scalars[i]
         let valueClipped = min(max(value, oldValues.scalars[i] - clipRange), oldValues.scalars[i] + clipRange)
         let unclippedError = (value - target) * (value - target)
         let clippedError = (valueClipped - target) * (valueClipped - target)
-        clippedValues.scalars[i] = valueClipped
-        tokenLosses.scalars[i] = max(unclippedError, clippedError)
+        clippedValues[i] = valueClipped
+        tokenLosses[i] = max(unclippedError, clippedError)
     }
-    let (sum, count) = maskedSum(tokenLosses.scalars, mask: mask.scalars)
+    let (sum, count) = maskedSum(tokenLosses, mask: mask.scalars)
     guard count > 0 else {
         throw StageError(.emptyMask, stage: check.stage, argument: "mask",
                          "the mask \(describe(shape: mask.shape)) selects no token; the token-mean would be 0/0")
     }
     let loss = (0.5 * sum) / T(count)
     try check.noNaNInResult(Tensor(scalar: loss), "loss")
-    return CriticLossResult(loss: loss, clippedValues: clippedValues, tokenLosses: tokenLosses, tokenCount: count)
+    return CriticLossResult(loss: loss, clippedValues: Tensor.make(values.shape, clippedValues),
+                            tokenLosses: Tensor.make(values.shape, tokenLosses), tokenCount: count)
 }
 
 /// The gradient of `criticLoss` with respect to the new values.

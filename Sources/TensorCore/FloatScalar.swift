@@ -40,9 +40,9 @@ extension Float: FloatScalar {
 }
 
 // The C functions under names that do not collide with the protocol requirements.
-@usableFromInline func libmExp(_ x: Double) -> Double { exp(x) }
-@usableFromInline func libmLog(_ x: Double) -> Double { log(x) }
-@usableFromInline func libmLog1p(_ x: Double) -> Double { log1p(x) }
-@usableFromInline func libmExpf(_ x: Float) -> Float { expf(x) }
-@usableFromInline func libmLogf(_ x: Float) -> Float { logf(x) }
-@usableFromInline func libmLog1pf(_ x: Float) -> Float { log1pf(x) }
+@inlinable func libmExp(_ x: Double) -> Double { exp(x) }
+@inlinable func libmLog(_ x: Double) -> Double { log(x) }
+@inlinable func libmLog1p(_ x: Double) -> Double { log1p(x) }
+@inlinable func libmExpf(_ x: Float) -> Float { expf(x) }
+@inlinable func libmLogf(_ x: Float) -> Float { logf(x) }
+@inlinable func libmLog1pf(_ x: Float) -> Float { log1pf(x) }

@@ -56,4 +56,27 @@ struct TensorCoreTests {
             #expect(error.description == "gae: shape mismatch in 'rewards': expected shape [2, 5] (same as values), got [2, 4]")
         }
     }
+
+    @Test("containsNaN finds a NaN anywhere (vector body and tail); infinities are not NaN")
+    func nanScan() {
+        #expect(!containsNaN([Float]()))
+        #expect(!containsNaN([Double](repeating: 1, count: 37)))
+        for position in [0, 15, 16, 31, 32, 36] {
+            var values = [Float](repeating: 0.5, count: 37)
+            values[position] = .nan
+            #expect(containsNaN(values), "NaN at \(position) of 37")
+        }
+        #expect(!containsNaN([Float.infinity, -.infinity, .greatestFiniteMagnitude, 0]))
+    }
+
+    @Test("containsNonBinary: anything but 0 and 1, negative values and large ones included")
+    func maskScan() {
+        #expect(!containsNonBinary([]))
+        #expect(!containsNonBinary([0, 1, 1, 0, 1]))
+        for bad: Int64 in [-1, 2, 3, -2, .max, .min] {
+            var mask = [Int64](repeating: 1, count: 33)
+            mask[32] = bad
+            #expect(containsNonBinary(mask), "\(bad) at the end of 33")
+        }
+    }
 }
