@@ -3,8 +3,9 @@
 // Release build only (a debug build is 10-100x slower and says nothing). Each
 // case makes its inputs from a seeded generator, runs once to warm up, then
 // `runs` times (51 for a kernel under 10 ms); it prints the median time,
-// elements/s, GB/s of the data the kernel must touch, and peak memory. Lines starting with `ROW` are for
-// scripts (`make bench` joins them with Benchmarks/torch_baseline.py's rows).
+// elements/s, GB/s of the data the kernel must touch, and peak memory. Lines
+// starting with `ROW` are for scripts (`make bench` joins them with
+// Benchmarks/torch_baseline.py's rows).
 //
 // Peak memory: after a case's inputs exist, `5 > /proc/self/clear_refs` resets
 // the kernel's high-water mark VmHWM to the current RSS; after the runs, VmHWM
