@@ -6,6 +6,7 @@
 //
 // A workshop attendee points it at a directory their own PyTorch code wrote:
 //   swift run -c release golden-verify path/to/my-fixtures
+// `golden-verify --stages` says where each stage's code is.
 
 #if canImport(Glibc)
 import Glibc
@@ -15,18 +16,34 @@ import Darwin
 import Golden
 
 let arguments = Array(CommandLine.arguments.dropFirst())
-if arguments.contains("-h") || arguments.contains("--help") {
-    print("""
+let usage = """
     usage: golden-verify [--failures-only] [PATH ...]
+           golden-verify --stages
 
     Runs every fixture (*.json, format rlhf-golden-v1) under the PATHs (files or
     directories; default GoldenData), one row per fixture, and ends with
     'N passed, N failed'. Exits 1 if any fixture failed or none was found.
-    """)
+
+    --stages lists every stage: its fixture name, the Swift module and function
+    that compute it, and the peer function it matches.
+    """
+if arguments.contains("-h") || arguments.contains("--help") {
+    print(usage)
+    exit(0)
+}
+if let unknown = arguments.first(where: { $0.hasPrefix("-") && !["--failures-only", "--stages"].contains($0) }) {
+    print("golden-verify: unknown option \(unknown)\n\n\(usage)")
+    exit(2)
+}
+if arguments.contains("--stages") {
+    for adapter in stageRegistry {
+        let d = adapter.declaration
+        print("\(d.name)\n    module    Sources/\(d.module)/\n    function  \(d.function)\n    peer      \(d.peer)")
+    }
     exit(0)
 }
 let failuresOnly = arguments.contains("--failures-only")
-let paths = arguments.filter { !$0.hasPrefix("--") }
+let paths = arguments.filter { !$0.hasPrefix("-") }
 let roots = paths.isEmpty ? ["GoldenData"] : paths
 
 let (files, missing) = fixtureFiles(under: roots)
