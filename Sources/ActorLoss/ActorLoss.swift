@@ -65,26 +65,31 @@ public func actorLoss<T: FloatScalar>(
 
     // 1 - ε and 1 + ε are formed in Double, as Python does before `torch.clamp`.
     let lowerBound = T(1.0 - cliprange), upperBound = T(1.0 + cliprange)
-    var ratios = Tensor<T>(shape: logProbs.shape, repeating: 0)
-    var tokenLosses = Tensor<T>(shape: logProbs.shape, repeating: 0)
+    // Two loops, one per line of the formula: the first calls libm's exp once per
+    // token; the second has no call in it, so the compiler can vectorise it.
+    var ratios = [T](repeating: 0, count: logProbs.count)
     for i in 0..<logProbs.count {
         let logRatio = (logProbs.scalars[i] - oldLogProbs.scalars[i]) * T(mask.scalars[i])
-        let ratio = T.exp(logRatio)
+        ratios[i] = T.exp(logRatio)
+    }
+    var tokenLosses = [T](repeating: 0, count: logProbs.count)
+    for i in 0..<logProbs.count {
+        let ratio = ratios[i]
         let clippedRatio = min(max(ratio, lowerBound), upperBound)
         let advantage = advantages.scalars[i]
         let unclippedLoss = -advantage * ratio
         let clippedLoss = -advantage * clippedRatio
-        ratios.scalars[i] = ratio
-        tokenLosses.scalars[i] = max(unclippedLoss, clippedLoss)
+        tokenLosses[i] = max(unclippedLoss, clippedLoss)
     }
-    let (sum, count) = maskedSum(tokenLosses.scalars, mask: mask.scalars)
+    let (sum, count) = maskedSum(tokenLosses, mask: mask.scalars)
     guard count > 0 else {
         throw StageError(.emptyMask, stage: check.stage, argument: "mask",
                          "the mask \(describe(shape: mask.shape)) selects no token; the token-mean would be 0/0")
     }
     let loss = sum / T(count)
     try check.noNaNInResult(Tensor(scalar: loss), "loss")
-    return ActorLossResult(loss: loss, ratios: ratios, tokenLosses: tokenLosses, tokenCount: count)
+    return ActorLossResult(loss: loss, ratios: Tensor.make(logProbs.shape, ratios),
+                           tokenLosses: Tensor.make(logProbs.shape, tokenLosses), tokenCount: count)
 }
 
 /// The gradient of `actorLoss` with respect to the new log-probs.

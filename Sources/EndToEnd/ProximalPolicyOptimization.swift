@@ -108,7 +108,9 @@ public func proximalPolicyOptimization(models: inout PPOModels, settings: PPOSet
         let logProbs = try nextTokenLogProbs(logits: models.actor.forward(sequences).logits, inputIds: sequences)
         let refLogProbs = try nextTokenLogProbs(logits: models.reference.forward(sequences).logits, inputIds: sequences)
         let rewardScore = try rewardScores(models.rewardModel, sequences: sequences)
-        let values = cutLastPosition(try models.critic.forward(sequences).values)
+        let L = sequences.shape[1]
+        // values[:, :-1]: [B, L] -> [B, N], as `generate_experience` cuts the critic's output.
+        let values = try models.critic.forward(sequences).values.columns(..<(L - 1))
 
         let answerMask = answerTokenMask(inputIds: sequences, promptLength: P, padId: ToyLanguage.padId)
         var klSum = 0.0
@@ -123,7 +125,7 @@ public func proximalPolicyOptimization(models: inout PPOModels, settings: PPOSet
             let actorPass = try models.actor.forward(sequences)
             let criticPass = try models.critic.forward(sequences)
             let newLogProbs = try nextTokenLogProbs(logits: actorPass.logits, inputIds: sequences)
-            let newValues = cutLastPosition(criticPass.values)
+            let newValues = criticPass.values.columns(..<(L - 1))
             let losses = try ppoLosses(attentionMask: attentionMask, logProbs: logProbs, refLogProbs: refLogProbs,
                                        values: values, newLogProbs: newLogProbs, newValues: newValues,
                                        rewardScore: rewardScore, promptLength: P, klCtl: settings.klCtl,
@@ -134,11 +136,11 @@ public func proximalPolicyOptimization(models: inout PPOModels, settings: PPOSet
                 record.actorLoss = losses.actor.loss
                 record.criticLoss = losses.critic.loss
             }
-            let answerPartMask = answerPart(losses.actionMask, start: start)
+            let answerPartMask = losses.actionMask.columns(start...)
 
             // Actor: ∂ actor_loss / ∂ new_log_probs[:, start:], then through the gather and the model.
             let gradAnswerLogProbs = try actorLossGradLogProbs(
-                logProbs: answerPart(newLogProbs, start: start), oldLogProbs: answerPart(logProbs, start: start),
+                logProbs: newLogProbs.columns(start...), oldLogProbs: logProbs.columns(start...),
                 advantages: losses.advantages, mask: answerPartMask, cliprange: settings.cliprange)
             let gradLogits = try nextTokenLogProbsGradLogits(logits: actorPass.logits, inputIds: sequences,
                                                              gradOutput: widen(gradAnswerLogProbs, start: start))
@@ -147,7 +149,7 @@ public func proximalPolicyOptimization(models: inout PPOModels, settings: PPOSet
 
             // Critic: ∂ critic_loss / ∂ new_values[:, start:], into the value head at [B, L].
             let gradAnswerValues = try criticLossGradValues(
-                values: answerPart(newValues, start: start), oldValues: answerPart(losses.oldValues, start: start),
+                values: newValues.columns(start...), oldValues: losses.oldValues.columns(start...),
                 returns: losses.returns, mask: answerPartMask, cliprangeValue: settings.cliprangeValue)
             let gradValues = widenToSequence(widen(gradAnswerValues, start: start))
             let criticGradient = try models.critic.backward(criticPass, gradLogits: nil, gradValues: gradValues)
@@ -159,19 +161,7 @@ public func proximalPolicyOptimization(models: inout PPOModels, settings: PPOSet
     return records
 }
 
-/// values[:, :-1]: [B, L] -> [B, N], as `generate_experience` cuts the critic's output.
-func cutLastPosition<S>(_ x: Tensor<S>) -> Tensor<S> {
-    let B = x.shape[0], L = x.shape[1]
-    return Tensor.make([B, L - 1], (0..<B).flatMap { x.scalars[($0 * L)..<($0 * L + L - 1)] })
-}
-
-/// x[:, start:]: [B, N] -> [B, N - start].
-func answerPart<S>(_ x: Tensor<S>, start: Int) -> Tensor<S> {
-    let B = x.shape[0], N = x.shape[1]
-    return Tensor.make([B, N - start], (0..<B).flatMap { x.scalars[($0 * N + start)..<(($0 + 1) * N)] })
-}
-
-/// The inverse of `answerPart` for a gradient: [B, N - start] -> [B, N], zeros before start.
+/// The inverse of `x.columns(start...)` for a gradient: [B, N - start] -> [B, N], zeros before start.
 func widen(_ x: Tensor<Double>, start: Int) -> Tensor<Double> {
     let B = x.shape[0], M = x.shape[1]
     return Tensor.make([B, M + start], (0..<B).flatMap { [Double](repeating: 0, count: start) + x.row($0) })
