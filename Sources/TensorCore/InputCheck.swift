@@ -21,10 +21,17 @@ public struct InputCheck: Sendable {
 
     /// Throws unless `tensor` has `rank` axes; `legend` spells them out, e.g. `"[B, T, V]"`.
     @inlinable
+    ///
+    /// It also refuses a shape beyond ``TensorLimits`` (a [10^12, 0, 5] tensor is
+    /// empty, yet a loop over its rows would run 10^12 times). Every stage checks
+    /// the rank of each input first, so no stage loops over such a shape.
     public func rank<S>(_ tensor: Tensor<S>, _ argument: String, is rank: Int, legend: String) throws(StageError) {
         guard tensor.rank == rank else {
             throw StageError(.shapeMismatch, stage: stage, argument: argument,
                              "expected rank \(rank) \(legend), got shape \(describe(shape: tensor.shape))")
+        }
+        guard TensorLimits.elementCount(tensor.shape) != nil else {
+            throw StageError(.tooLarge, stage: stage, argument: argument, TensorLimits.refusal(tensor.shape))
         }
     }
 

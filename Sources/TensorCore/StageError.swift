@@ -30,6 +30,9 @@ public struct StageError: Error, Equatable, Sendable, CustomStringConvertible {
         case invalidPair = "invalid chosen/rejected pair"
         /// A computation whose result would be NaN although no input was NaN.
         case nonFiniteResult = "non-finite result"
+        /// A shape or size beyond ``TensorLimits/maximumElements``, or a setting
+        /// (a sequence length, a step count) too large to run.
+        case tooLarge = "too large"
     }
 
     public let kind: Kind

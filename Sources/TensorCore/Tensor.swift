@@ -24,11 +24,9 @@ public struct Tensor<Scalar: Sendable>: Sendable {
     /// Makes a tensor, checking that `scalars` fills `shape` exactly.
     @inlinable
     public init(shape: [Int], scalars: [Scalar]) throws(StageError) {
-        guard shape.allSatisfy({ $0 >= 0 }) else {
-            throw StageError(.shapeMismatch, stage: "tensor", argument: "shape",
-                             "a shape cannot have a negative extent, got \(shape)")
+        guard let count = TensorLimits.elementCount(shape) else {
+            throw StageError(.tooLarge, stage: "tensor", argument: "shape", TensorLimits.refusal(shape))
         }
-        let count = shape.reduce(1, *)
         guard count == scalars.count else {
             throw StageError(.shapeMismatch, stage: "tensor", argument: "scalars",
                              "shape \(shape) holds \(count) elements, got \(scalars.count)")
@@ -38,6 +36,10 @@ public struct Tensor<Scalar: Sendable>: Sendable {
     }
 
     /// Makes a tensor of `shape` with every element equal to `value`.
+    ///
+    /// Precondition (a trap, not a throw): `shape` is within ``TensorLimits``. The
+    /// stages call it only for shapes they have checked; for a shape from outside,
+    /// use the throwing `init(shape:scalars:)`.
     @inlinable
     public init(shape: [Int], repeating value: Scalar) {
         self.shape = shape
