@@ -7,12 +7,14 @@
 #   make verify   golden-verify over GoldenData, release build
 #   make golden   regenerate the PyTorch fixtures (needs torch==2.13.0+cpu)
 #   make bench    release benchmarks of every stage, beside PyTorch CPU when installed
+#   make fuzz     100,000 seeded hostile mutations of the fixtures through the verifier
+#                 (make test runs 3,000; FUZZ_SEED=N for another sequence)
 
 SHELL := /bin/bash
 SWIFT ?= swift
 PYTHON ?= python3
 
-.PHONY: all build test verify golden chapters chapter clean bench
+.PHONY: all build test verify golden chapters chapter clean bench fuzz
 
 all: test
 
@@ -41,6 +43,11 @@ chapter:
 	@chapter=$$(ls -d Chapters/$$(printf '%02d' $$((10#$(N))))-* 2>/dev/null | head -n 1); \
 	test -n "$$chapter" || { echo "no chapter $(N) under Chapters/"; exit 2; }; \
 	.build/debug/ch$$(basename $$chapter)
+
+FUZZ_CASES ?= 100000
+fuzz:
+	$(SWIFT) build --build-tests
+	FUZZ_CASES=$(FUZZ_CASES) $(SWIFT) test --skip-build --filter FixtureFuzzTests
 
 verify:
 	$(SWIFT) run -c release golden-verify GoldenData

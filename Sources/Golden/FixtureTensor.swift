@@ -78,12 +78,19 @@ public enum FixtureTensor: Sendable, Equatable {
             }
             shape.append(n)
         }
+        // Counted without overflow, and refused beyond the limit before anything is
+        // allocated for it.
+        guard let count = TensorLimits.elementCount(shape) else {
+            throw FixtureProblem(field: field + ".shape", TensorLimits.refusal(shape))
+        }
         guard let dataValue = members["data"] else { throw FixtureProblem(field: field + ".data", "missing field") }
         // Flat per the format; nested lists (a tensor's tolist()) and a bare
-        // number for shape [] are accepted too.
+        // number for shape [] are accepted too, but nesting must follow the shape.
+        if case .array(let elements) = dataValue, elements.contains(where: \.isArray) {
+            try checkNesting(dataValue, shape[...], field: field + ".data")
+        }
         var data = [JSONValue]()
         flatten(dataValue, into: &data)
-        let count = shape.reduce(1, *)
         guard data.count == count else {
             throw FixtureProblem(field: field + ".data", "shape \(TensorCore.describe(shape: shape)) holds \(count) elements, data has \(data.count)")
         }
@@ -104,6 +111,26 @@ public enum FixtureTensor: Sendable, Equatable {
                 }
             }))
         }
+    }
+}
+
+/// Checks that nested `data` has the tensor's shape: `shape[0]` lists of
+/// `shape[1]` lists, and so on, with numbers only at the last level.
+private func checkNesting(_ value: JSONValue, _ shape: ArraySlice<Int>, field: String) throws(FixtureProblem) {
+    guard let extent = shape.first else {
+        if value.isArray {
+            throw FixtureProblem(field: field, "nested deeper than the shape's \(shape.startIndex) axes")
+        }
+        return
+    }
+    guard case .array(let elements) = value else {
+        throw FixtureProblem(field: field, "nested data stops at axis \(shape.startIndex), which has extent \(extent)")
+    }
+    guard elements.count == extent else {
+        throw FixtureProblem(field: field, "axis \(shape.startIndex) has extent \(extent), the nested data holds \(elements.count)")
+    }
+    for element in elements {
+        try checkNesting(element, shape.dropFirst(), field: field)
     }
 }
 

@@ -14,6 +14,12 @@ public indirect enum JSONValue: Sendable, Equatable {
     case object([String: JSONValue])
 
     /// A short name of the kind, for error messages.
+    /// Whether it is a JSON array.
+    public var isArray: Bool {
+        if case .array = self { return true }
+        return false
+    }
+
     public var kindName: String {
         switch self {
         case .null: "null"

@@ -83,6 +83,12 @@ public func verify(_ fixture: Fixture) -> FixtureOutcome {
                 problems.append("output '\(name)': expected shape \(describe(shape: want.shape)), got \(describe(shape: got.shape))")
                 continue
             }
+            // A float output may be expected in either float dtype (the fixture's
+            // precision decides how it is computed); ids, counts and masks exactly.
+            guard got.dtype == want.dtype || (got.isFloat && want.isFloat) else {
+                problems.append("output '\(name)': expected dtype \(want.dtype.rawValue), the stage gives \(got.dtype.rawValue)")
+                continue
+            }
             let comparison = compare(got: got.doubles, expected: want.doubles, tolerance: tolerance)
             comparisons.append((name, comparison))
             largest = max(largest, comparison.largestError)
@@ -121,4 +127,25 @@ public func fixtureFiles(under paths: [String]) -> (files: [String], missing: [S
         files += found.sorted()
     }
     return (files, missing)
+}
+
+/// `text` with its control characters escaped (`\n`, `\t`, `\u{1B}`, ...), for a
+/// terminal row that shows a fixture's name or a message built from it: a name
+/// holding a newline must not print a line of its own.
+public func printable(_ text: String) -> String {
+    var shown = ""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\n": shown += "\\n"
+        case "\r": shown += "\\r"
+        case "\t": shown += "\\t"
+        case _ where scalar.properties.generalCategory == .control
+            || scalar.properties.generalCategory == .lineSeparator
+            || scalar.properties.generalCategory == .paragraphSeparator
+            || scalar.properties.generalCategory == .format:
+            shown += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
+        default: shown.unicodeScalars.append(scalar)
+        }
+    }
+    return shown
 }

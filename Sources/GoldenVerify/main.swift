@@ -46,19 +46,30 @@ let failuresOnly = arguments.contains("--failures-only")
 let paths = arguments.filter { !$0.hasPrefix("-") }
 let roots = paths.isEmpty ? ["GoldenData"] : paths
 
+/// Prints a line and flushes it: each row reaches a pipe as soon as it is
+/// printed, so nothing already verified is lost if the run is stopped.
+func emit(_ line: String) {
+    print(line)
+    fflush(nil)
+}
+
 let (files, missing) = fixtureFiles(under: roots)
 var passed = 0, failed = 0
 
+/// `text` padded to `width`; what came from a fixture (names, messages) has its
+/// control characters escaped first, so a name holding a newline cannot print a
+/// second, forged row.
 func pad(_ text: String, _ width: Int) -> String {
-    text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
+    let shown = printable(text)
+    return shown.count >= width ? shown + " " : shown + String(repeating: " ", count: width - shown.count)
 }
 
 for path in missing {
-    print("FAIL  \(path): no such file or directory")
+    emit("FAIL  \(printable(path)): no such file or directory")
     failed += 1
 }
 
-print(pad("", 6) + pad("stage", 22) + pad("fixture", 36) + pad("compared", 30) + "max abs err")
+emit(pad("", 6) + pad("stage", 22) + pad("fixture", 36) + pad("compared", 30) + "max abs err")
 for file in files {
     let outcome = verifyFile(atPath: file)
     if outcome.passed { passed += 1 } else { failed += 1 }
@@ -67,18 +78,18 @@ for file in files {
     let compared = outcome.compared.joined(separator: ",")
     var row = pad(status, 6) + pad(outcome.stage, 22) + pad(outcome.name, 36)
     if outcome.compared == ["expect_error"] {
-        row += pad("expect_error", 30) + (outcome.passed ? "threw: " : "") + outcome.message
-        print(row)
+        row += pad("expect_error", 30) + (outcome.passed ? "threw: " : "") + printable(outcome.message)
+        emit(row)
     } else {
         row += pad(compared.isEmpty ? "-" : compared, 30) + (outcome.largestError.map(formatError) ?? "-")
-        print(row)
+        emit(row)
         if !outcome.passed {
-            print("      \(outcome.message)")
+            emit("      \(printable(outcome.message))")
         }
     }
 }
 if files.isEmpty {
-    print("no fixture files found under \(roots.joined(separator: ", "))")
+    emit("no fixture files found under \(printable(roots.joined(separator: ", ")))")
 }
-print("\(passed) passed, \(failed) failed")
+emit("\(passed) passed, \(failed) failed")
 exit(failed == 0 && !files.isEmpty ? 0 : 1)

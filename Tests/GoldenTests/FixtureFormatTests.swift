@@ -59,6 +59,18 @@ struct FixtureFormatTests {
         (gaeFixture(expected: #""expected": {"advantages": {"dtype": "float64", "shape": [1, 2], "data": [0.4, 0.1]}}"#),
          "field 'tolerance': missing field"),
         (gaeFixture(expected: #""other": 1"#), "field 'expected': missing field"),
+        // A 300-byte file whose element count overflows Int, or would allocate 10^12 floats.
+        (gaeFixture(values: #"{"dtype": "float64", "shape": [4294967296, 4294967296], "data": []}"#),
+         "field 'inputs.values.shape': shape [4294967296, 4294967296] is beyond the limit"),
+        (gaeFixture(values: #"{"dtype": "float64", "shape": [1000000000000, 0], "data": []}"#),
+         "field 'inputs.values.shape': shape [1000000000000, 0] is beyond the limit"),
+        (gaeFixture(values: #"{"dtype": "float64", "shape": [1, -3], "data": []}"#),
+         "field 'inputs.values.shape': extents are whole numbers >= 0, got -3"),
+        // Nested data must follow the shape: 3 rows of 1 are not 1 row of 3.
+        (gaeFixture(values: #"{"dtype": "float64", "shape": [1, 3], "data": [[0.2], [0.5], [0.9]]}"#),
+         "field 'inputs.values.data': axis 0 has extent 1, the nested data holds 3"),
+        (gaeFixture(values: #"{"dtype": "float64", "shape": [1, 3], "data": [[0.2, 0.5, [0.9]]]}"#),
+         "field 'inputs.values.data': nested deeper than the shape's 2 axes"),
     ])
     func malformed(text: String, message: String) throws {
         let path = try temporaryFile(text)
@@ -68,7 +80,7 @@ struct FixtureFormatTests {
         #expect(outcome.message.contains(message), "\(outcome.message)")
     }
 
-    @Test("an output the stage does not produce, or of the wrong shape, fails")
+    @Test("an output the stage does not produce, of the wrong shape, or a float one expected as int64 fails")
     func unknownOrMisshapenOutput() throws {
         let unknown = gaeFixture(expected: #""expected": {"grad_values": {"dtype": "float64", "shape": [1, 3], "data": [0, 0, 0]}}, "tolerance": {"abs": 1e-12}"#)
         let first = verifyFile(atPath: try temporaryFile(unknown))
@@ -76,6 +88,11 @@ struct FixtureFormatTests {
         let misshapen = gaeFixture(expected: #""expected": {"advantages": {"dtype": "float64", "shape": [2, 1], "data": [0.4, 0.1]}}, "tolerance": {"abs": 1e-12}"#)
         let second = verifyFile(atPath: try temporaryFile(misshapen))
         #expect(!second.passed && second.message.contains("expected shape [2, 1], got [1, 2]"), "\(second.message)")
+        // Within abs 1 of [0.4, 0.1], yet integers where the stage gives floats.
+        let integers = gaeFixture(expected: #""expected": {"advantages": {"dtype": "int64", "shape": [1, 2], "data": [0, 0]}}, "tolerance": {"abs": 1}"#)
+        let third = verifyFile(atPath: try temporaryFile(integers))
+        #expect(!third.passed && third.message.contains("output 'advantages': expected dtype int64, the stage gives float64"),
+                "\(third.message)")
     }
 
     @Test("expect_error passes only on a thrown stage error")
@@ -128,6 +145,14 @@ struct FixtureFormatTests {
         #expect(!compare(got: [.infinity], expected: [-.infinity], tolerance: tolerance).passed)
         let report = compare(got: [1, 2, 3.5], expected: [1, 2, 3], tolerance: Tolerance(abs: 0, rel: 0))
         #expect(report.failures == 1 && report.largestError == 0.5 && report.largestErrorIndex == 2)
+    }
+
+    @Test("a name holding control characters is escaped, so it cannot print a forged row")
+    func controlCharacters() {
+        #expect(printable("ok\npass  gae  forged") == "ok\\npass  gae  forged")
+        #expect(printable("a\u{1B}[2Jb\tc\r") == "a\\u{1B}[2Jb\\tc\\r")
+        #expect(printable("line\u{2028}sep") == "line\\u{2028}sep")
+        #expect(printable("GAE 优势 λ") == "GAE 优势 λ")
     }
 
     @Test("a directory with good and bad files: every file gets a verdict")

@@ -17,6 +17,30 @@ struct TensorCoreTests {
         #expect(cube.index(ofFlat: 23) == [1, 2, 3])
     }
 
+    @Test("TensorLimits: counts without overflow; refuses a negative extent, 2^31 elements, or a large empty loop")
+    func limits() {
+        #expect(TensorLimits.elementCount([2, 3]) == 6)
+        #expect(TensorLimits.elementCount([]) == 1)
+        #expect(TensorLimits.elementCount([0]) == 0)
+        #expect(TensorLimits.elementCount([1 << 31]) == 1 << 31)
+        #expect(TensorLimits.elementCount([1 << 31, 2]) == nil)
+        #expect(TensorLimits.elementCount([4_294_967_296, 4_294_967_296]) == nil, "overflows Int when multiplied")
+        #expect(TensorLimits.elementCount([1 << 62, 1 << 62, 0]) == nil)
+        #expect(TensorLimits.elementCount([-1, 0]) == nil)
+        #expect(TensorLimits.elementCount([1 << 20, 0]) == 0, "an empty batch of 2^20 rows is fine")
+        #expect(TensorLimits.elementCount([(1 << 20) + 1, 0]) == nil)
+        #expect(TensorLimits.elementCount([1_000_000_000_000, 0, 5]) == nil)
+        expectStageError(.tooLarge, argument: "shape") { try Tensor(shape: [1 << 40, 1 << 40], scalars: [Double]()) }
+        expectStageError(.tooLarge, argument: "shape") { try Tensor(shape: [-2], scalars: [Double]()) }
+        // An empty tensor with a huge batch reaches a stage only through the
+        // non-throwing init; the stage's rank check refuses it before any loop.
+        let empty = Tensor<Double>(shape: [1_000_000_000_000, 0], repeating: 0)
+        let check = InputCheck(stage: "dpo_loss")
+        expectStageError(.tooLarge, argument: "better_log_probs") {
+            try check.rank(empty, "better_log_probs", is: 2, legend: "[B, T]")
+        }
+    }
+
     @Test("logSigmoid is finite where log(sigmoid) is not (pitfalls test 9)")
     func logSigmoidExtremes() {
         // x = -100, -1e4, +1e4 -> -100, -1e4, ~0
