@@ -22,10 +22,16 @@ struct FixtureFuzzTests {
         let environment = ProcessInfo.processInfo.environment
         let cases = environment["FUZZ_CASES"].flatMap { Int($0) } ?? 3_000
         let seed = environment["FUZZ_SEED"].flatMap { UInt64($0) } ?? 2026
-        // Small fixtures only, so thousands of cases stay within seconds in a debug build.
-        let seeds: [JSONValue] = try fixtureFiles(under: [goldenDataDirectory]).files.compactMap { path in
-            guard let data = FileManager.default.contents(atPath: path), data.count < 6_000 else { return nil }
-            return try parseJSON(String(decoding: data, as: UTF8.self))
+        // Small fixtures, so thousands of cases stay within seconds in a debug build,
+        // and the two smallest of each stage, so every stage is fuzzed.
+        var seeds = [JSONValue]()
+        for adapter in stageRegistry {
+            let bySize = try fixtureFiles(stage: adapter.declaration.name).map { path in
+                (path: path, data: try #require(FileManager.default.contents(atPath: path)))
+            }.sorted { $0.data.count < $1.data.count }
+            for (rank, file) in bySize.enumerated() where rank < 2 || file.data.count < 6_000 {
+                seeds.append(try parseJSON(String(decoding: file.data, as: UTF8.self)))
+            }
         }
         #expect(seeds.count >= 100)
         var rng = SplitMix64(seed: seed)
