@@ -22,6 +22,8 @@ public struct Table: Sendable {
         self.leftAligned = leftAligned
     }
 
+    /// Adds a row. Precondition (a trap): one cell per header; the chapters build
+    /// their rows from the same column lists as their headers.
     public mutating func add(_ cells: [String]) {
         precondition(cells.count == headers.count, "a row of \(cells.count) cells in a table of \(headers.count) columns")
         rows.append(cells)

@@ -27,6 +27,9 @@ public struct Comparison: Sendable, CustomStringConvertible {
 /// Compares element by element: an element passes when
 /// `|got - expected| <= abs + rel * |expected|`. NaN passes only against NaN, an
 /// infinity only against the same infinity.
+///
+/// Precondition (a trap): `got` and `expected` have the same count. `verify` and
+/// the chapters compare shapes first and call it only when they agree.
 public func compare(got: [Double], expected: [Double], tolerance: Tolerance) -> Comparison {
     precondition(got.count == expected.count, "compare: \(got.count) values against \(expected.count)")
     var failures = 0

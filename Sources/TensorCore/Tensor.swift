@@ -131,6 +131,10 @@ extension Tensor {
 
     /// Makes a tensor whose shape is known to fit its scalars (used by stages for
     /// their own outputs).
+    ///
+    /// Precondition (a trap, not a throw): `scalars.count` is the shape's element
+    /// count. Only the package's own code calls it, with shapes it made; for data
+    /// from outside, use the throwing `init(shape:scalars:)`.
     @inlinable
     public static func make(_ shape: [Int], _ scalars: [Scalar]) -> Tensor {
         precondition(shape.reduce(1, *) == scalars.count, "internal: output shape \(shape) does not fit \(scalars.count) scalars")
