@@ -50,7 +50,17 @@ public struct FixtureArguments<T: FloatScalar>: Sendable {
 
     /// A 0/1 mask: int64 or bool (float 0/1 is accepted too).
     public func mask(_ name: String) throws -> Tensor<Int64> {
-        switch try present(name, .mask) {
+        try mask(present(name, .mask), name)
+    }
+
+    /// An optional mask, or nil when the fixture leaves it out.
+    public func optionalMask(_ name: String) throws -> Tensor<Int64>? {
+        guard let tensor = try optional(name, .mask) else { return nil }
+        return try mask(tensor, name)
+    }
+
+    private func mask(_ tensor: FixtureTensor, _ name: String) throws -> Tensor<Int64> {
+        switch tensor {
         case .int64(let t): return t
         case .bool(let t): return Tensor.make(t.shape, t.scalars.map { $0 ? 1 : 0 })
         case .float64(let t): return try floatMask(t, name)
@@ -62,17 +72,49 @@ public struct FixtureArguments<T: FloatScalar>: Sendable {
 
     /// A whole-number param (`start`, `prompt_length`, `pad_id`, ...).
     public func int(_ name: String) throws(FixtureProblem) -> Int {
-        let text = try number(name, .int)
+        guard let n = try optionalInt(name) else {
+            throw FixtureProblem(field: "params.\(name)", "expected a whole number, got null")
+        }
+        return n
+    }
+
+    /// A real param (`gamma`, `beta`, `cliprange`, ...), kept in Double as Python keeps it.
+    public func real(_ name: String) throws(FixtureProblem) -> Double {
+        guard let x = try optionalReal(name) else {
+            throw FixtureProblem(field: "params.\(name)", "expected a number, got null")
+        }
+        return x
+    }
+
+    /// A real param that may be `null`: nil for `null`.
+    public func optionalReal(_ name: String) throws(FixtureProblem) -> Double? {
+        guard let text = try optionalNumber(name, .real) else { return nil }
+        guard let x = Double(text) else { throw FixtureProblem(field: "params.\(name)", "expected a number, got \(text)") }
+        return x
+    }
+
+    /// A whole-number param that may be `null`: nil for `null`.
+    public func optionalInt(_ name: String) throws(FixtureProblem) -> Int? {
+        guard let text = try optionalNumber(name, .int) else { return nil }
         if let n = Int(text) { return n }
         if let d = Double(text), d == d.rounded(), abs(d) < 1e15 { return Int(d) }
         throw FixtureProblem(field: "params.\(name)", "expected a whole number, got \(text)")
     }
 
-    /// A real param (`gamma`, `beta`, `cliprange`, ...), kept in Double as Python keeps it.
-    public func real(_ name: String) throws(FixtureProblem) -> Double {
-        let text = try number(name, .real)
-        guard let x = Double(text) else { throw FixtureProblem(field: "params.\(name)", "expected a number, got \(text)") }
-        return x
+    /// A boolean param.
+    public func bool(_ name: String) throws(FixtureProblem) -> Bool {
+        guard case .bool(let value) = try declaredValue(name, .bool) else {
+            throw FixtureProblem(field: "params.\(name)", "expected a boolean, got null")
+        }
+        return value
+    }
+
+    /// A string param (an enum switch); the stage checks it against its cases.
+    public func string(_ name: String) throws(FixtureProblem) -> String {
+        guard case .string(let value) = try declaredValue(name, .string) else {
+            throw FixtureProblem(field: "params.\(name)", "expected a string, got null")
+        }
+        return value
     }
 
     // MARK: Checking a fixture against the declaration
@@ -149,13 +191,20 @@ public struct FixtureArguments<T: FloatScalar>: Sendable {
         return value
     }
 
-    private func number(_ name: String, _ kind: ParamDeclaration.Kind) throws(FixtureProblem) -> String {
+    /// The value of a declared param of `kind` (the fixture's, else its default).
+    private func declaredValue(_ name: String, _ kind: ParamDeclaration.Kind) throws(FixtureProblem) -> JSONValue {
         guard let param = declaration.param(name), param.kind == kind else {
             throw FixtureProblem(field: "params.\(name)", "stage \(fixture.stage) declares no param '\(name)' of \(kind.rawValue)")
         }
-        guard case .number(let text) = try value(of: param) else {
-            throw FixtureProblem(field: "params.\(name)", "expected \(kind.rawValue), got null")
+        return try value(of: param)
+    }
+
+    /// A number param's text, or nil for `null`.
+    private func optionalNumber(_ name: String, _ kind: ParamDeclaration.Kind) throws(FixtureProblem) -> String? {
+        switch try declaredValue(name, kind) {
+        case .number(let text): return text
+        case .null: return nil
+        case let other: throw FixtureProblem(field: "params.\(name)", "expected \(kind.rawValue), got \(other.kindName)")
         }
-        return text
     }
 }

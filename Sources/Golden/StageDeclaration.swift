@@ -80,6 +80,29 @@ public struct ParamDeclaration: Sendable {
     public static func real(_ name: String, default value: Double? = nil) -> ParamDeclaration {
         ParamDeclaration(name: name, kind: .real, defaultValue: value.map { .number(String($0)) })
     }
+
+    /// A real param that may be `null` (the peer's `None`), which is also its
+    /// default unless another is given: TRL's `center_rewards_coefficient`.
+    public static func optionalReal(_ name: String, default value: Double? = nil) -> ParamDeclaration {
+        ParamDeclaration(name: name, kind: .real, defaultValue: value.map { .number(String($0)) } ?? .null, nullable: true)
+    }
+
+    /// A whole-number param that may be `null`, its default unless another is
+    /// given: TRL's `stop_token_id`, transformers' `pad_token_id`.
+    public static func optionalInt(_ name: String, default value: Int? = nil) -> ParamDeclaration {
+        ParamDeclaration(name: name, kind: .int, defaultValue: value.map { .number(String($0)) } ?? .null, nullable: true)
+    }
+
+    /// A boolean param, required unless given a default.
+    public static func bool(_ name: String, default value: Bool? = nil) -> ParamDeclaration {
+        ParamDeclaration(name: name, kind: .bool, defaultValue: value.map { .bool($0) })
+    }
+
+    /// A string param (an enum switch such as `kl_estimator`), required unless given
+    /// a default. The stage checks the value against its enum.
+    public static func string(_ name: String, default value: String? = nil) -> ParamDeclaration {
+        ParamDeclaration(name: name, kind: .string, defaultValue: value.map { .string($0) })
+    }
 }
 
 /// One input tensor of a stage.
@@ -108,9 +131,13 @@ public struct InputDeclaration: Sendable {
         InputDeclaration(name: name, kind: .float, optional: optional)
     }
 
-    public static func ids(_ name: String) -> InputDeclaration { InputDeclaration(name: name, kind: .ids) }
+    public static func ids(_ name: String, optional: Bool = false) -> InputDeclaration {
+        InputDeclaration(name: name, kind: .ids, optional: optional)
+    }
 
-    public static func mask(_ name: String) -> InputDeclaration { InputDeclaration(name: name, kind: .mask) }
+    public static func mask(_ name: String, optional: Bool = false) -> InputDeclaration {
+        InputDeclaration(name: name, kind: .mask, optional: optional)
+    }
 }
 
 /// A stage's fixture adapter: its declaration, and how to run it on a fixture's
