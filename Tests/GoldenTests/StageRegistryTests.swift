@@ -38,6 +38,7 @@ struct StageRegistryTests {
 
     @Test("GoldenData/README.md's stage table gives each stage's params, inputs and outputs by the registry's names")
     func formatSpec() throws {
+        // The v1 table, and one table per later part ("### Stages of v1.1: ...").
         let rows = try tableRows(in: goldenDataDirectory + "/README.md", under: "### Stages of v1")
         #expect(Set(rows.keys) == Set(names), "spec table \(rows.keys.sorted()) against the registry \(names.sorted())")
         for adapter in stageRegistry {
@@ -118,27 +119,28 @@ struct StageRegistryTests {
     }
 }
 
-/// The rows of the first Markdown table after `heading`, by the backticked name in
-/// their first column (`| \`gae\` (note) | ...` -> "gae").
+/// The rows of the first Markdown table after each heading that starts with
+/// `heading`, by the backticked name in their first column
+/// (`| \`gae\` (note) | ...` -> "gae").
 private func tableRows(in path: String, under heading: String) throws -> [String: String] {
     let text = try String(contentsOfFile: path, encoding: .utf8)
     let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-    guard let start = lines.firstIndex(where: { $0.hasPrefix(heading) }) else {
-        Issue.record("no heading '\(heading)' in \(path)")
-        return [:]
-    }
+    let starts = lines.indices.filter { lines[$0].hasPrefix(heading) }
+    if starts.isEmpty { Issue.record("no heading '\(heading)' in \(path)") }
     var rows = [String: String]()
-    var inTable = false
-    for line in lines[(start + 1)...] {
-        if line.hasPrefix("|") {
-            inTable = true
-            let firstCell = line.dropFirst().prefix { $0 != "|" }
-            if let open = firstCell.firstIndex(of: "`"),
-               let close = firstCell[firstCell.index(after: open)...].firstIndex(of: "`") {
-                rows[String(firstCell[firstCell.index(after: open)..<close])] = line
+    for start in starts {
+        var inTable = false
+        for line in lines[(start + 1)...] {
+            if line.hasPrefix("|") {
+                inTable = true
+                let firstCell = line.dropFirst().prefix { $0 != "|" }
+                if let open = firstCell.firstIndex(of: "`"),
+                   let close = firstCell[firstCell.index(after: open)...].firstIndex(of: "`") {
+                    rows[String(firstCell[firstCell.index(after: open)..<close])] = line
+                }
+            } else if inTable {
+                break
             }
-        } else if inTable {
-            break
         }
     }
     return rows
