@@ -42,7 +42,13 @@ public struct TokenizedSequence: Sendable, Equatable {
 /// (the tokenizer call with `padding="max_length", truncation=True`) and
 /// `PromptDataset.__getitem__` (the labels).
 ///
-/// - Throws: ``StageError`` if `maxSeqLen < 1`.
+/// `maxSeqLen` is a length the result is allocated at, so it is held to
+/// ``TensorLimits/maximumElements`` (2^31) like any shape from outside.
+///
+/// - Throws: ``StageError`` if `maxSeqLen < 1` (`.parameterOutOfRange`) or
+///   beyond 2^31 (`.tooLarge`), or for a negative id in any argument
+///   (`.labelOutOfRange`; token ids index a vocabulary), all before anything is
+///   allocated.
 @inlinable
 public func tokenizedSequence(
     promptIds: [Int64], answerIds: [Int64], endOfConversationIds: [Int64],
@@ -52,8 +58,23 @@ public func tokenizedSequence(
         throw StageError(.parameterOutOfRange, stage: "sft_data", argument: "max_seq_len",
                          "max_seq_len = \(maxSeqLen) must be at least 1")
     }
-    var tokens = (beginningOfSequenceId.map { [$0] } ?? []) + promptIds + answerIds + endOfConversationIds
-    if tokens.count > maxSeqLen { tokens.removeLast(tokens.count - maxSeqLen) }
+    guard maxSeqLen <= TensorLimits.maximumElements else {
+        throw StageError(.tooLarge, stage: "sft_data", argument: "max_seq_len",
+                         "max_seq_len = \(maxSeqLen) is beyond the limit of 2^31 tokens")
+    }
+    for (name, ids) in [("prompt_ids", promptIds), ("answer_ids", answerIds),
+                        ("end_of_conversation_ids", endOfConversationIds), ("pad_id", [padId]),
+                        ("beginning_of_sequence_id", beginningOfSequenceId.map { [$0] } ?? [])] {
+        if let index = ids.firstIndex(where: { $0 < 0 }) {
+            throw StageError(.labelOutOfRange, stage: "sft_data", argument: name,
+                             "id \(ids[index]) at index \(index) is negative: token ids index a vocabulary")
+        }
+    }
+    // Only the first max_seq_len tokens are kept, so no more are copied.
+    var tokens = [Int64]()
+    for part in [beginningOfSequenceId.map { [$0] } ?? [], promptIds, answerIds, endOfConversationIds] {
+        tokens += part.prefix(maxSeqLen - tokens.count)
+    }
     let padding = maxSeqLen - tokens.count
     return TokenizedSequence(inputIds: tokens + Array(repeating: padId, count: padding),
                              attentionMask: Array(repeating: 1, count: tokens.count) + Array(repeating: 0, count: padding))
@@ -71,7 +92,10 @@ public func tokenizedSequence(
 ///
 /// Matches DeepSpeed-Chat `dschat/utils/data/data_utils.py :: DataCollatorReward`.
 ///
-/// - Throws: ``StageError`` for no pairs, or rows of different lengths.
+/// - Throws: ``StageError`` for no pairs, rows (ids or attention masks) of
+///   different lengths, an attention mask holding anything but 0/1, or a batch
+///   [2B, L] beyond ``TensorLimits`` (`.tooLarge`), all before anything is
+///   allocated.
 @inlinable
 public func collateRewardBatch(
     _ pairs: [(chosen: TokenizedSequence, rejected: TokenizedSequence)]
@@ -79,10 +103,22 @@ public func collateRewardBatch(
     guard let length = pairs.first?.chosen.inputIds.count else {
         throw StageError(.shapeMismatch, stage: "sft_data", argument: "pairs", "expected at least one chosen/rejected pair")
     }
-    for (index, pair) in pairs.enumerated()
-    where pair.chosen.inputIds.count != length || pair.rejected.inputIds.count != length {
-        throw StageError(.shapeMismatch, stage: "sft_data", argument: "pairs",
-                         "pair \(index) has rows of length \(pair.chosen.inputIds.count) and \(pair.rejected.inputIds.count), expected \(length)")
+    for (index, pair) in pairs.enumerated() {
+        for (side, row) in [("chosen", pair.chosen), ("rejected", pair.rejected)] {
+            guard row.inputIds.count == length, row.attentionMask.count == length else {
+                throw StageError(.shapeMismatch, stage: "sft_data", argument: "pairs",
+                                 "pair \(index)'s \(side) row has \(row.inputIds.count) ids and an attention mask of "
+                                 + "\(row.attentionMask.count), expected \(length) (the first chosen row's length)")
+            }
+            if let bad = row.attentionMask.first(where: { $0 != 0 && $0 != 1 }) {
+                throw StageError(.invalidMask, stage: "sft_data", argument: "pairs",
+                                 "pair \(index)'s \(side) attention mask holds \(bad); masks hold 0/1")
+            }
+        }
+    }
+    guard TensorLimits.elementCount([2 * pairs.count, length]) != nil else {
+        throw StageError(.tooLarge, stage: "sft_data", argument: "pairs",
+                         TensorLimits.refusal([2 * pairs.count, length]))
     }
     let rows = pairs.map(\.chosen) + pairs.map(\.rejected)
     return (Tensor.make([rows.count, length], rows.flatMap(\.inputIds)),

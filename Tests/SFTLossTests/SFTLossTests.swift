@@ -98,4 +98,36 @@ struct SupervisedDataTests {
         #expect(mask.scalars == [1, 1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 0])
         expectStageError(.shapeMismatch, argument: "pairs") { try collateRewardBatch([]) }
     }
+
+    @Test("tokenizedSequence checks every argument before it allocates: max_seq_len in [1, 2^31], no negative id")
+    func tokenizedSequenceArguments() throws {
+        func sequence(prompt: [Int64] = [5], answer: [Int64] = [6], end: [Int64] = [2], maxSeqLen: Int = 4,
+                      pad: Int64 = 0, bos: Int64? = nil) throws -> TokenizedSequence {
+            try tokenizedSequence(promptIds: prompt, answerIds: answer, endOfConversationIds: end, maxSeqLen: maxSeqLen,
+                                  padId: pad, beginningOfSequenceId: bos)
+        }
+        // .max used to trap allocating the padding.
+        expectStageError(.tooLarge, argument: "max_seq_len") { try sequence(maxSeqLen: .max) }
+        expectStageError(.tooLarge, argument: "max_seq_len") { try sequence(maxSeqLen: (1 << 31) + 1) }
+        expectStageError(.parameterOutOfRange, argument: "max_seq_len") { try sequence(maxSeqLen: .min) }
+        expectStageError(.labelOutOfRange, argument: "prompt_ids") { try sequence(prompt: [5, -1]) }
+        expectStageError(.labelOutOfRange, argument: "answer_ids") { try sequence(answer: [-100]) }
+        expectStageError(.labelOutOfRange, argument: "end_of_conversation_ids") { try sequence(end: [-2]) }
+        expectStageError(.labelOutOfRange, argument: "pad_id") { try sequence(pad: -1) }
+        expectStageError(.labelOutOfRange, argument: "beginning_of_sequence_id") { try sequence(bos: -1) }
+        // Truncation keeps exactly the first max_seq_len tokens, across the parts.
+        #expect(try sequence(prompt: [5, 6], answer: [7, 8], maxSeqLen: 3, bos: 1).inputIds == [1, 5, 6])
+        #expect(try sequence(prompt: [], answer: [], end: [], maxSeqLen: 2).attentionMask == [0, 0])
+    }
+
+    @Test("collateRewardBatch refuses masks of another length or not 0/1, which used to trap building the tensor")
+    func collatorArguments() throws {
+        let good = try tokenizedSequence(promptIds: [5], answerIds: [7], endOfConversationIds: [2], maxSeqLen: 4, padId: 0)
+        let shortMask = TokenizedSequence(inputIds: [5, 8, 2, 0], attentionMask: [1, 1, 1])
+        expectStageError(.shapeMismatch, argument: "pairs") { try collateRewardBatch([(good, shortMask)]) }
+        let longer = TokenizedSequence(inputIds: [5, 8, 2, 0, 0], attentionMask: [1, 1, 1, 0, 0])
+        expectStageError(.shapeMismatch, argument: "pairs") { try collateRewardBatch([(good, good), (longer, good)]) }
+        let badMask = TokenizedSequence(inputIds: [5, 8, 2, 0], attentionMask: [1, 1, 2, 0])
+        expectStageError(.invalidMask, argument: "pairs") { try collateRewardBatch([(good, badMask)]) }
+    }
 }
