@@ -40,7 +40,7 @@ public func directPreferenceOptimization(policy: inout TinyLM, reference: TinyLM
                                          rng: inout SplitMix64) throws(StageError) -> [Double] {
     try checkLoop(stage: "dpo", steps: steps, learningRate: learningRate)
     try InputCheck(stage: "dpo").finite("beta", beta)
-    var optimizer = Adam(for: policy.parameters, learningRate: learningRate)
+    var optimizer = try Adam(for: policy.parameters, learningRate: learningRate)
     var losses = [Double]()
     let L = ToyLanguage.sequenceLength
     for _ in 0..<steps {
@@ -56,7 +56,7 @@ public func directPreferenceOptimization(policy: inout TinyLM, reference: TinyLM
         let grads = try dpoLossGradLogProbs(betterLogProbs: better.logProbs, worseLogProbs: worse.logProbs,
                                             refBetterLogProbs: refBetter, refWorseLogProbs: refWorse, beta: beta)
         // The zeros outside the answer were constants, not log-probs: no gradient flows there.
-        var gradient = TinyLMParameters(zerosFor: policy.config)
+        var gradient = try TinyLMParameters(zerosFor: policy.config)
         for (side, grad) in [(better, grads.gradBetterLogProbs), (worse, grads.gradWorseLogProbs)] {
             var masked = grad
             for i in 0..<masked.count where side.mask.scalars[i] == 0 { masked.scalars[i] = 0 }

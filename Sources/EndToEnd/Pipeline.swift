@@ -78,7 +78,7 @@ public func prepareModels(_ settings: PipelineSettings,
     var rng = SplitMix64(seed: settings.seed)
     let data = ToyData(seed: settings.dataSeed)
     phase("sft")
-    var sft = TinyLM(config: settings.model, rng: &rng)
+    var sft = try TinyLM(config: settings.model, rng: &rng)
     let sftLosses = try supervisedFineTuning(model: &sft, demonstrations: data.demonstrations,
                                              steps: settings.sftSteps, batchSize: settings.sftBatchSize,
                                              learningRate: settings.sftLearningRate, rng: &rng)

@@ -91,8 +91,8 @@ public func proximalPolicyOptimization(models: inout PPOModels, settings: PPOSet
     try check.parameter("epochs", settings.epochs, in: 0..<Int.max, "passes over each batch of experience")
     try check.nonNegative("actor_learning_rate", settings.actorLearningRate)
     try check.nonNegative("critic_learning_rate", settings.criticLearningRate)
-    var actorOptimizer = Adam(for: models.actor.parameters, learningRate: settings.actorLearningRate)
-    var criticOptimizer = Adam(for: models.critic.parameters, learningRate: settings.criticLearningRate)
+    var actorOptimizer = try Adam(for: models.actor.parameters, learningRate: settings.actorLearningRate)
+    var criticOptimizer = try Adam(for: models.critic.parameters, learningRate: settings.criticLearningRate)
     let P = ToyLanguage.promptLength, start = P - 1
     let B = settings.batchSize
     var records = [PPOStepRecord]()

@@ -19,7 +19,7 @@ public func trainRewardModel(model: inout TinyLM, pairs: [(chosen: TokenizedSequ
                              steps: Int, batchSize: Int, learningRate: Double,
                              rng: inout SplitMix64) throws(StageError) -> [Double] {
     try checkLoop(stage: "reward_model", steps: steps, learningRate: learningRate)
-    var optimizer = Adam(for: model.parameters, learningRate: learningRate)
+    var optimizer = try Adam(for: model.parameters, learningRate: learningRate)
     var losses = [Double]()
     for _ in 0..<steps {
         let batch = try drawBatch(pairs, count: batchSize, rng: &rng, stage: "reward_model", argument: "pairs")

@@ -38,7 +38,7 @@ public func supervisedFineTuning(model: inout TinyLM, demonstrations: [Tokenized
                                  batchSize: Int, learningRate: Double,
                                  rng: inout SplitMix64) throws(StageError) -> [Double] {
     try checkLoop(stage: "sft", steps: steps, learningRate: learningRate)
-    var optimizer = Adam(for: model.parameters, learningRate: learningRate)
+    var optimizer = try Adam(for: model.parameters, learningRate: learningRate)
     var losses = [Double]()
     let L = ToyLanguage.sequenceLength
     for _ in 0..<steps {

@@ -12,6 +12,8 @@ import TensorCore
 ///
 /// All arrays are flat and row-major over `[B, L, ...]`.
 public struct TinyLMActivations: Sendable {
+    /// The config of the model that computed them: backward refuses another's.
+    public let config: TinyLMConfig
     public let batchSize: Int
     public let length: Int
     public let inputIds: Tensor<Int64>
@@ -73,8 +75,11 @@ public struct TinyLM: Sendable, Equatable {
     }
 
     /// A fresh, randomly initialised model.
-    public init(config: TinyLMConfig, rng: inout SplitMix64) {
-        self.parameters = TinyLMParameters(randomFor: config, rng: &rng)
+    ///
+    /// - Throws: ``StageError`` for a config that cannot be built (a size below 1,
+    ///   or beyond 2^31 weights), before anything is allocated.
+    public init(config: TinyLMConfig, rng: inout SplitMix64) throws(StageError) {
+        self.parameters = try TinyLMParameters(randomFor: config, rng: &rng)
     }
 
     /// The forward pass over a batch of token ids, keeping every activation.
@@ -82,8 +87,14 @@ public struct TinyLM: Sendable, Equatable {
     /// Shapes: `inputIds` [B, L] int64 with L <= contextLength -> `logits`
     /// [B, L, V], `values` [B, L]. Position t sees tokens 0...t only.
     ///
+    /// Where PyTorch would return NaN (an infinite weight meeting a zero, or
+    /// `inf - inf` in the attention's softmax), it throws instead, naming the output.
+    ///
     /// - Throws: ``StageError`` for ids that are not [B, L], an L of 0 or beyond
-    ///   the context length, or an id outside `[0, V)`.
+    ///   the context length, an id outside `[0, V)`, a batch whose activations
+    ///   would pass ``TensorLimits`` (`.tooLarge`), a weight storage of the wrong
+    ///   length or holding NaN, or `.nonFiniteResult` naming `logits` or `values`
+    ///   when they come out NaN (infinite or huge weights).
     public func forward(_ inputIds: Tensor<Int64>) throws(StageError) -> TinyLMActivations {
         let check = InputCheck(stage: "tiny_lm")
         try check.rank(inputIds, "input_ids", is: 2, legend: "[B, L]")
@@ -91,7 +102,9 @@ public struct TinyLM: Sendable, Equatable {
         let C = config.width, H = config.hidden, V = config.vocabularySize
         try check.parameter("L", L, in: 1..<(config.contextLength + 1),
                             "input_ids \(describe(shape: inputIds.shape)) must have 1 to contextLength = \(config.contextLength) positions")
+        try config.checkBatch(batchSize: B, length: L, check, argument: "input_ids")
         try check.labels(inputIds, "input_ids", vocabularySize: V)
+        try parameters.checkWeights(check)
 
         let offsets = TinyLMParameters.offsets(config)
         let w = parameters.storage
@@ -152,10 +165,13 @@ public struct TinyLM: Sendable, Equatable {
             for c in 0..<C { value += g[r * C + c] * w[at(.valueHead) + c] }
             values[r] = value
         }
-        return TinyLMActivations(batchSize: B, length: L, inputIds: inputIds, embedded: x, queries: q, keys: k,
-                                 attentionValues: v, attention: attention, mixed: z, afterAttention: h,
-                                 mlpHidden: u, body: g, logits: Tensor.make([B, L, V], logits),
-                                 values: Tensor.make([B, L], values))
+        let activations = TinyLMActivations(config: config, batchSize: B, length: L, inputIds: inputIds, embedded: x,
+                                            queries: q, keys: k, attentionValues: v, attention: attention, mixed: z,
+                                            afterAttention: h, mlpHidden: u, body: g,
+                                            logits: Tensor.make([B, L, V], logits), values: Tensor.make([B, L], values))
+        try check.noNaNInResult(activations.logits, "logits")
+        try check.noNaNInResult(activations.values, "values")
+        return activations
     }
 
     /// The backward pass: the gradient of `Σ logits · gradLogits + Σ values · gradValues`
@@ -177,10 +193,21 @@ public struct TinyLM: Sendable, Equatable {
     /// value head passes `gradLogits: nil`; one that reads only the LM head
     /// passes `gradValues: nil`.
     ///
-    /// - Throws: ``StageError`` for upstream gradients of the wrong shape or with NaN.
+    /// Where PyTorch's autograd would return NaN (an infinite weight or upstream
+    /// gradient meeting a zero), it throws instead, naming the gradient.
+    ///
+    /// - Throws: ``StageError`` for activations of a model of another config,
+    ///   upstream gradients of the wrong shape or with NaN, a weight storage of
+    ///   the wrong length or holding NaN, or `.nonFiniteResult` naming the first
+    ///   weight's gradient (`grad_<name>`) that comes out NaN.
     public func backward(_ activations: TinyLMActivations, gradLogits: Tensor<Double>?,
                          gradValues: Tensor<Double>?) throws(StageError) -> TinyLMParameters {
         let check = InputCheck(stage: "tiny_lm")
+        guard activations.config == config else {
+            throw StageError(.shapeMismatch, stage: check.stage, argument: "activations",
+                             "activations of a model with \(activations.config), backward of one with \(config)")
+        }
+        try parameters.checkWeights(check)
         let B = activations.batchSize, L = activations.length
         let C = config.width, H = config.hidden, V = config.vocabularySize
         if let gradLogits {
@@ -194,7 +221,7 @@ public struct TinyLM: Sendable, Equatable {
         let offsets = TinyLMParameters.offsets(config)
         let w = parameters.storage
         func at(_ weight: TinyLMWeight) -> Int { offsets[weight]! }
-        var grad = TinyLMParameters(zerosFor: config)
+        var grad = try TinyLMParameters(zerosFor: config)
         let rows = B * L
         let g = activations.body, h = activations.afterAttention, u = activations.mlpHidden
         let x = activations.embedded, q = activations.queries, k = activations.keys, v = activations.attentionValues
@@ -273,6 +300,11 @@ public struct TinyLM: Sendable, Equatable {
                 }
             }
         }
+        if containsNaN(grad.storage), let flat = grad.storage.firstIndex(where: \.isNaN) {
+            let (weight, index) = grad.locate(flat)
+            throw StageError(.nonFiniteResult, stage: check.stage, argument: "grad_" + weight.rawValue,
+                             "the result is NaN at index \(describe(shape: index)) (infinite weights or gradients?)")
+        }
         return grad
     }
 }
@@ -316,6 +348,32 @@ func linearBackward(x: [Double], dy: [Double], rows: Int, inputs: Int, outputs: 
                 dxi += d * weights[wRow + j]
             }
             dx[r * inputs + i] += dxi
+        }
+    }
+}
+
+extension TinyLMConfig {
+    /// Throws unless a forward pass over `batchSize` sequences of `length` tokens
+    /// fits a model of this config: `1 <= length <= contextLength`, and every
+    /// activation it allocates ([B, L, C], [B, L, H], [B, L, V] and the attention
+    /// [B, L, L]) within ``TensorLimits``. `argument` names where the batch comes from.
+    ///
+    /// ``TinyLM/forward(_:)`` runs it before it allocates; `generate` and the
+    /// training loops run it before their first step, so a batch the model cannot
+    /// take fails before any work.
+    ///
+    /// - Throws: ``StageError`` `.parameterOutOfRange` for the length, `.tooLarge`
+    ///   for the sizes, both naming `argument`.
+    public func checkBatch(batchSize: Int, length: Int, _ check: InputCheck, argument: String) throws(StageError) {
+        guard length >= 1, length <= contextLength else {
+            throw StageError(.parameterOutOfRange, stage: check.stage, argument: argument,
+                             "sequences of \(length) tokens: the model takes 1 to contextLength = \(contextLength)")
+        }
+        let widest = max(width, hidden, vocabularySize, length)
+        guard TensorLimits.elementCount([batchSize, length, widest]) != nil else {
+            throw StageError(.tooLarge, stage: check.stage, argument: argument,
+                             "a batch of \(batchSize) x \(length) tokens needs activations of "
+                             + TensorLimits.refusal([batchSize, length, widest]))
         }
     }
 }

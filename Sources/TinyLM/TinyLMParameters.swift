@@ -17,6 +17,40 @@ public struct TinyLMConfig: Sendable, Equatable {
         self.width = width
         self.hidden = hidden
     }
+
+    /// The number of weights a model of this config holds, after checking that it
+    /// can be built: every size at least 1, and each weight tensor and all of them
+    /// together within ``TensorLimits/maximumElements``, counted without overflow.
+    ///
+    /// ```
+    /// count = V·C + context·C + 4·C² + C·H + H + H·C + C + C·V + V + C
+    /// ```
+    ///
+    /// Every initializer of ``TinyLMParameters`` calls it before it allocates, so a
+    /// config of absurd sizes is refused instead of asking for terabytes.
+    ///
+    /// - Throws: ``StageError`` `.parameterOutOfRange` naming the size below 1
+    ///   (`vocabularySize`, `contextLength`, `width`, `hidden`), or `.tooLarge`
+    ///   naming the first weight tensor at which the count passes the limit.
+    public func checkedWeightCount(stage: String) throws(StageError) -> Int {
+        for (name, size) in [("vocabularySize", vocabularySize), ("contextLength", contextLength),
+                             ("width", width), ("hidden", hidden)] where size < 1 {
+            throw StageError(.parameterOutOfRange, stage: stage, argument: name,
+                             "\(name) = \(size) must be at least 1")
+        }
+        var total = 0
+        for weight in TinyLMWeight.allCases {
+            let shape = weight.shape(self)
+            // Both terms are at most 2^31, so the sum cannot overflow.
+            guard let count = TensorLimits.elementCount(shape), total + count <= TensorLimits.maximumElements else {
+                throw StageError(.tooLarge, stage: stage, argument: weight.rawValue,
+                                 "\(weight.rawValue) \(describe(shape: shape)) takes the model past the limit of 2^31 weights "
+                                 + "(V = \(vocabularySize), C = \(width), H = \(hidden), context \(contextLength))")
+            }
+            total += count
+        }
+        return total
+    }
 }
 
 /// The named weight tensors of ``TinyLM``, in storage order, with the names the
@@ -59,12 +93,23 @@ public enum TinyLMWeight: String, CaseIterable, Sendable {
 ///
 /// One flat array makes the optimizer a single loop and copying a model (the
 /// frozen reference, the critic from the reward model) a single assignment.
+///
+/// Every initializer checks the config first (``TinyLMConfig/checkedWeightCount(stage:)``),
+/// so `config` always describes a model that fits ``TensorLimits``.
 public struct TinyLMParameters: Sendable, Equatable {
     public let config: TinyLMConfig
     /// All weights, flat, in ``TinyLMWeight`` order, each tensor row-major.
+    ///
+    /// Settable, so a caller may replace it; ``TinyLM/forward(_:)``, ``TinyLM/backward(_:gradLogits:gradValues:)``
+    /// and ``Adam`` check that it still holds `count(config)` weights before using it.
     public var storage: [Double]
 
     /// Where each tensor starts in `storage`.
+    ///
+    /// Precondition (a trap): `config` passes ``TinyLMConfig/checkedWeightCount(stage:)``,
+    /// else a size can overflow. A `TinyLMParameters`' own config always does
+    /// (every initializer checks it), and the package, `golden-verify` and the
+    /// chapters call this only with such a config.
     public static func offsets(_ config: TinyLMConfig) -> [TinyLMWeight: Int] {
         var offsets = [TinyLMWeight: Int]()
         var next = 0
@@ -76,14 +121,22 @@ public struct TinyLMParameters: Sendable, Equatable {
     }
 
     /// The number of scalars all tensors hold together.
+    ///
+    /// Precondition (a trap): as for ``offsets(_:)``; for a config from outside,
+    /// use the throwing ``TinyLMConfig/checkedWeightCount(stage:)``. Chapter 10
+    /// calls it with its fixed config, which no flag changes.
     public static func count(_ config: TinyLMConfig) -> Int {
         TinyLMWeight.allCases.reduce(0) { $0 + $1.shape(config).reduce(1, *) }
     }
 
     /// All zeros: the layout of a gradient.
-    public init(zerosFor config: TinyLMConfig) {
+    ///
+    /// - Throws: ``StageError`` for a config that cannot be built (see
+    ///   ``TinyLMConfig/checkedWeightCount(stage:)``), before anything is allocated.
+    public init(zerosFor config: TinyLMConfig) throws(StageError) {
+        let count = try config.checkedWeightCount(stage: "tiny_lm")
         self.config = config
-        self.storage = [Double](repeating: 0, count: Self.count(config))
+        self.storage = [Double](repeating: 0, count: count)
     }
 
     /// A fresh model: each matrix drawn from N(0, 1/fan_in) (embeddings from
@@ -91,8 +144,11 @@ public struct TinyLMParameters: Sendable, Equatable {
     ///
     /// Scaling by 1/fan_in keeps every activation near unit size, so tanh starts
     /// in its linear part and softmax starts near uniform.
-    public init(randomFor config: TinyLMConfig, rng: inout SplitMix64) {
-        self.init(zerosFor: config)
+    ///
+    /// - Throws: ``StageError`` for a config that cannot be built (see
+    ///   ``TinyLMConfig/checkedWeightCount(stage:)``), before anything is allocated.
+    public init(randomFor config: TinyLMConfig, rng: inout SplitMix64) throws(StageError) {
+        try self.init(zerosFor: config)
         let offsets = Self.offsets(config)
         for weight in TinyLMWeight.allCases {
             let shape = weight.shape(config)
@@ -109,11 +165,18 @@ public struct TinyLMParameters: Sendable, Equatable {
         }
     }
 
-    /// Builds a model from named tensors (a fixture's inputs), checking each shape.
+    /// Builds a model from named tensors (a fixture's inputs), checking every
+    /// tensor before it allocates anything.
     ///
-    /// - Throws: ``StageError`` for a missing tensor or a shape that does not fit
-    ///   the others (the config is read off `token_embedding`, `position_embedding`
-    ///   and `mlp_in`).
+    /// The config is read off `token_embedding` [V, C], `position_embedding`
+    /// [context, C] and `mlp_in` [C, H]; then every tensor must be present, of its
+    /// shape under that config, and free of NaN, and the model within
+    /// ``TensorLimits``. Infinite weights are taken as they are: the forward and
+    /// backward passes throw `.nonFiniteResult` where they turn into NaN.
+    ///
+    /// - Throws: ``StageError`` for a missing tensor, a size of 0 in the three
+    ///   tensors the config comes from, a shape that does not fit the others, a
+    ///   NaN, or a model beyond 2^31 weights.
     public init(named tensors: [String: Tensor<Double>], stage: String = "tiny_lm") throws(StageError) {
         let check = InputCheck(stage: stage)
         func tensor(_ weight: TinyLMWeight) throws(StageError) -> Tensor<Double> {
@@ -123,23 +186,73 @@ public struct TinyLMParameters: Sendable, Equatable {
             return t
         }
         let embedding = try tensor(.tokenEmbedding), position = try tensor(.positionEmbedding), mlpIn = try tensor(.mlpIn)
-        try check.rank(embedding, TinyLMWeight.tokenEmbedding.rawValue, is: 2, legend: "[V, C]")
-        try check.rank(position, TinyLMWeight.positionEmbedding.rawValue, is: 2, legend: "[contextLength, C]")
-        try check.rank(mlpIn, TinyLMWeight.mlpIn.rawValue, is: 2, legend: "[C, H]")
+        for (t, weight, legend) in [(embedding, TinyLMWeight.tokenEmbedding, "[V, C]"),
+                                    (position, .positionEmbedding, "[contextLength, C]"), (mlpIn, .mlpIn, "[C, H]")] {
+            try check.rank(t, weight.rawValue, is: 2, legend: legend)
+            guard t.shape.allSatisfy({ $0 >= 1 }) else {
+                throw StageError(.shapeMismatch, stage: stage, argument: weight.rawValue,
+                                 "expected \(legend) with every size at least 1, got \(describe(shape: t.shape))")
+            }
+        }
         let config = TinyLMConfig(vocabularySize: embedding.shape[0], contextLength: position.shape[0],
                                   width: embedding.shape[1], hidden: mlpIn.shape[1])
-        self.init(zerosFor: config)
-        let offsets = Self.offsets(config)
         for weight in TinyLMWeight.allCases {
-            let t = try tensor(weight)
-            try check.shape(t, weight.rawValue, equals: weight.shape(config),
+            try check.shape(try tensor(weight), weight.rawValue, equals: weight.shape(config),
                             sameAs: "V = \(config.vocabularySize), C = \(config.width), H = \(config.hidden), context \(config.contextLength)")
-            try check.noNaN(t, weight.rawValue)
-            storage.replaceSubrange(offsets[weight]!..<(offsets[weight]! + t.count), with: t.scalars)
+        }
+        let count = try config.checkedWeightCount(stage: stage)
+        for weight in TinyLMWeight.allCases {
+            try check.noNaN(try tensor(weight), weight.rawValue)
+        }
+        self.config = config
+        var storage = [Double]()
+        storage.reserveCapacity(count)
+        for weight in TinyLMWeight.allCases {
+            storage += try tensor(weight).scalars
+        }
+        self.storage = storage
+    }
+
+    /// The weight tensor that flat index `flat` of `storage` falls in, and the
+    /// index within it (for an error message).
+    func locate(_ flat: Int) -> (weight: TinyLMWeight, index: [Int]) {
+        var start = 0
+        for weight in TinyLMWeight.allCases {
+            let shape = weight.shape(config), size = shape.reduce(1, *)
+            if flat < start + size {
+                let offset = flat - start  // shapes are [n] or [rows, columns]
+                return (weight, shape.count == 2 ? [offset / shape[1], offset % shape[1]] : [offset])
+            }
+            start += size
+        }
+        return (.valueHead, [flat])  // past the end: not reached for an index of `storage`
+    }
+
+    /// Throws unless `storage` holds exactly the weights of `config`, none NaN:
+    /// what every pass over the weights checks first.
+    ///
+    /// - Throws: ``StageError`` `.shapeMismatch` naming `argument` for a storage of
+    ///   another length, `.notANumber` naming the weight tensor that holds a NaN.
+    public func checkWeights(_ check: InputCheck, _ argument: String = "parameters") throws(StageError) {
+        let expected = Self.count(config)
+        guard storage.count == expected else {
+            throw StageError(.shapeMismatch, stage: check.stage, argument: argument,
+                             "storage holds \(storage.count) weights, the config (V = \(config.vocabularySize), "
+                             + "C = \(config.width), H = \(config.hidden), context \(config.contextLength)) needs \(expected)")
+        }
+        if containsNaN(storage), let flat = storage.firstIndex(where: \.isNaN) {
+            let (weight, index) = locate(flat)
+            throw StageError(.notANumber, stage: check.stage, argument: weight.rawValue,
+                             "NaN at index \(describe(shape: index)) of \(weight.rawValue) \(describe(shape: weight.shape(config)))")
         }
     }
 
     /// One tensor, shaped, e.g. to print it or to write a fixture.
+    ///
+    /// Precondition (a trap): `storage` holds `count(config)` weights. It does
+    /// unless a caller replaced it with an array of another length
+    /// (``checkWeights(_:_:)`` tells); `golden-verify` and chapter 10 call it on
+    /// parameters an initializer or ``TinyLM/backward(_:gradLogits:gradValues:)`` made.
     public func tensor(_ weight: TinyLMWeight) -> Tensor<Double> {
         let start = Self.offsets(config)[weight]!
         let shape = weight.shape(config)

@@ -61,7 +61,7 @@ struct EndToEndTests {
         var rng = SplitMix64(seed: 3)
         let config = TinyLMConfig(vocabularySize: ToyLanguage.vocabularySize, contextLength: ToyLanguage.sequenceLength,
                                   width: 8, hidden: 8)
-        let model = TinyLM(config: config, rng: &rng)
+        let model = try TinyLM(config: config, rng: &rng)
         var models = PPOModels(actor: model, reference: model, rewardModel: model, critic: model)
         var settings = PPOSettings()
         settings.steps = 2
@@ -75,7 +75,7 @@ struct EndToEndTests {
     }
 
     @Test("settings no phase can run with throw a typed error naming the knob")
-    func badSettings() {
+    func badSettings() throws {
         var settings = shortSettings()
         settings.model.contextLength = 4
         expectStageError(.parameterOutOfRange, argument: "model.contextLength") { try prepareModels(settings) }
@@ -86,7 +86,7 @@ struct EndToEndTests {
         settings.rewardLearningRate = -1
         expectStageError(.parameterOutOfRange, argument: "learning_rate") { try prepareModels(settings) }
         var rng = SplitMix64(seed: 1)
-        var model = TinyLM(config: settings.model, rng: &rng)
+        var model = try TinyLM(config: settings.model, rng: &rng)
         expectStageError(.shapeMismatch, argument: "demonstrations") {
             try supervisedFineTuning(model: &model, demonstrations: [], steps: 1, batchSize: 1, learningRate: 0.1,
                                      rng: &rng)
