@@ -16,7 +16,7 @@ func answerLogProbs(_ model: TinyLM, sequences: Tensor<Int64>) throws(StageError
     -> (logProbs: Tensor<Double>, mask: Tensor<Int64>, activations: TinyLMActivations) {
     let activations = try model.forward(sequences)
     var logProbs = try nextTokenLogProbs(logits: activations.logits, inputIds: sequences)
-    let mask = answerTokenMask(inputIds: sequences, promptLength: ToyLanguage.promptLength, padId: ToyLanguage.padId)
+    let mask = try answerTokenMask(inputIds: sequences, promptLength: ToyLanguage.promptLength, padId: ToyLanguage.padId)
     for i in 0..<mask.count where mask.scalars[i] == 0 { logProbs.scalars[i] = 0 }
     return (logProbs, mask, activations)
 }
@@ -33,16 +33,26 @@ func answerLogProbs(_ model: TinyLM, sequences: Tensor<Int64>) throws(StageError
 /// ```
 ///
 /// As align-anything's `DPOTrainer` (`loss`, with `compute_log_probs` summing the
-/// answer tokens). Returns the loss of every step.
+/// answer tokens). Returns the loss of every step. The pairs may have any one
+/// length from the toy prompt's 3 tokens to the models' context.
+///
+/// - Throws: ``StageError`` (stage `dpo`), before the first step, for `steps`
+///   outside [0, 2^31], a `batchSize` outside [1, 2^31], a learning rate that is
+///   not finite and >= 0, a `beta` that is not finite, no pairs, rows of
+///   different lengths or of a length either model cannot take, a mask that is
+///   not 0/1, an id outside `[0, V)`, or a batch beyond ``TensorLimits``; then
+///   what the stages throw on the way (a NaN result).
 public func directPreferenceOptimization(policy: inout TinyLM, reference: TinyLM,
                                          pairs: [(chosen: TokenizedSequence, rejected: TokenizedSequence)],
                                          steps: Int, batchSize: Int, beta: Double, learningRate: Double,
                                          rng: inout SplitMix64) throws(StageError) -> [Double] {
-    try checkLoop(stage: "dpo", steps: steps, learningRate: learningRate)
+    try checkLoop(stage: "dpo", steps: steps, batchSize: batchSize, learningRate: learningRate)
     try InputCheck(stage: "dpo").finite("beta", beta)
+    let L = try checkSequences(pairs.lazy.flatMap { [$0.chosen, $0.rejected] }, for: [policy, reference],
+                               batchSize: batchSize, minimumLength: ToyLanguage.promptLength, stage: "dpo",
+                               argument: "pairs")
     var optimizer = try Adam(for: policy.parameters, learningRate: learningRate)
     var losses = [Double]()
-    let L = ToyLanguage.sequenceLength
     for _ in 0..<steps {
         let batch = try drawBatch(pairs, count: batchSize, rng: &rng, stage: "dpo", argument: "pairs")
         let chosen = Tensor.make([batchSize, L], batch.flatMap(\.chosen.inputIds))
@@ -76,9 +86,14 @@ public func directPreferenceOptimization(policy: inout TinyLM, reference: TinyLM
 /// A model-only preference accuracy, so the SFT model and the DPO policy are
 /// judged by the same rule. (DPO's own `reward_accuracy` compares implicit
 /// rewards against the reference, which is 0 for the SFT model itself.)
+///
+/// - Throws: ``StageError`` as ``directPreferenceOptimization(policy:reference:pairs:steps:batchSize:beta:learningRate:rng:)``
+///   does for its pairs (no pairs: the accuracy would be 0/0), all pairs being
+///   one batch.
 public func preferenceAccuracy(_ model: TinyLM,
                                pairs: [(chosen: TokenizedSequence, rejected: TokenizedSequence)]) throws(StageError) -> Double {
-    let L = ToyLanguage.sequenceLength
+    let L = try checkSequences(pairs.lazy.flatMap { [$0.chosen, $0.rejected] }, for: [model], batchSize: pairs.count,
+                               minimumLength: ToyLanguage.promptLength, stage: "dpo", argument: "pairs")
     let chosen = try answerLogProbs(model, sequences: Tensor.make([pairs.count, L], pairs.flatMap(\.chosen.inputIds)))
     let rejected = try answerLogProbs(model, sequences: Tensor.make([pairs.count, L], pairs.flatMap(\.rejected.inputIds)))
     let N = L - 1

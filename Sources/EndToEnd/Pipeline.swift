@@ -36,9 +36,21 @@ public struct RewardStatistics: Sendable {
 
 /// Samples `count` answers from `policy` to random prompts and scores them with
 /// the reward model (`rewardEndScores`).
+///
+/// - Throws: ``StageError`` (stage `evaluation`), before sampling, for a `count`
+///   outside [1, 2^31], a temperature that is not finite and > 0, or a model
+///   that cannot read the toy language in one batch of `count` (see
+///   ``checkToyModel(_:_:batchSize:_:)``); then what sampling and scoring throw.
 public func rewardStatistics(of policy: TinyLM, rewardModel: TinyLM, count: Int, temperature: Double = 1,
                              rng: inout SplitMix64) throws(StageError) -> RewardStatistics {
-    try InputCheck(stage: "evaluation").parameter("count", count, in: 1..<Int.max, "answers to sample, at least one")
+    let check = InputCheck(stage: "evaluation")
+    try checkBatchSize(count, "count", check)
+    guard temperature.isFinite, temperature > 0 else {
+        throw StageError(.parameterOutOfRange, stage: check.stage, argument: "temperature",
+                         "temperature = \(temperature) must be finite and > 0 (it divides the logits)")
+    }
+    try checkToyModel(policy, "policy", batchSize: count, check)
+    try checkToyModel(rewardModel, "reward_model", batchSize: count, check)
     let P = ToyLanguage.promptLength
     let prompts = Tensor.make([count, P], (0..<count).flatMap { _ in ToyLanguage.prompt(rng: &rng) })
     let sequences = try policy.generate(prompts: prompts, maxNewTokens: ToyLanguage.maxAnswerTokens,
@@ -66,6 +78,13 @@ public struct PreparedModels: Sendable {
 /// Phases 1 and 2: the toy data, SFT from a random model, the reward model from
 /// the SFT model, and the SFT model's reward baseline. `phase` is told "sft" and
 /// then "reward model" as each begins, for a progress line.
+///
+/// - Throws: ``StageError``, before anything is trained, for a model config that
+///   cannot read the toy language or be built (stage `end_to_end`, naming
+///   `model.<size>`, or `tiny_lm` naming the weight past the size limit), SFT or
+///   reward-model settings their loops refuse (stages `sft`, `reward_model`),
+///   an `evaluationSamples` outside [1, 2^31], or batches whose activations would
+///   pass ``TensorLimits``; then what the phases throw on the way.
 public func prepareModels(_ settings: PipelineSettings,
                           phase: (String) -> Void = { _ in }) throws(StageError) -> PreparedModels {
     let check = InputCheck(stage: "end_to_end")
@@ -75,6 +94,18 @@ public func prepareModels(_ settings: PipelineSettings,
                         "room for prompt + answer")
     try check.parameter("model.width", settings.model.width, in: 1..<Int.max, "C >= 1")
     try check.parameter("model.hidden", settings.model.hidden, in: 1..<Int.max, "H >= 1")
+    _ = try settings.model.checkedWeightCount(stage: "tiny_lm")
+    try checkLoop(stage: "sft", steps: settings.sftSteps, batchSize: settings.sftBatchSize,
+                  learningRate: settings.sftLearningRate)
+    try checkLoop(stage: "reward_model", steps: settings.rewardSteps, batchSize: settings.rewardBatchSize,
+                  learningRate: settings.rewardLearningRate)
+    try checkBatchSize(settings.evaluationSamples, "evaluation_samples", check)
+    let L = ToyLanguage.sequenceLength
+    try settings.model.checkBatch(batchSize: settings.sftBatchSize, length: L, InputCheck(stage: "sft"),
+                                  argument: "batch_size")
+    try settings.model.checkBatch(batchSize: 2 * settings.rewardBatchSize, length: L, InputCheck(stage: "reward_model"),
+                                  argument: "batch_size")
+    try settings.model.checkBatch(batchSize: settings.evaluationSamples, length: L, check, argument: "evaluation_samples")
     var rng = SplitMix64(seed: settings.seed)
     let data = ToyData(seed: settings.dataSeed)
     phase("sft")
@@ -95,6 +126,8 @@ public func prepareModels(_ settings: PipelineSettings,
 
 /// Phase 3 from prepared models: actor and reference from SFT, critic from the
 /// reward model. Returns the trained actor and every step's record.
+///
+/// - Throws: ``StageError`` as ``proximalPolicyOptimization(models:settings:rng:progress:)``.
 public func runPPO(_ prepared: PreparedModels, settings: PPOSettings, seed: UInt64,
                    progress: (PPOStepRecord) -> Void = { _ in }) throws(StageError) -> (actor: TinyLM, records: [PPOStepRecord]) {
     var rng = SplitMix64(seed: seed)
@@ -105,6 +138,8 @@ public func runPPO(_ prepared: PreparedModels, settings: PPOSettings, seed: UInt
 }
 
 /// Phase 4 from prepared models: the policy and the reference from SFT.
+///
+/// - Throws: ``StageError`` as ``directPreferenceOptimization(policy:reference:pairs:steps:batchSize:beta:learningRate:rng:)``.
 public func runDPO(_ prepared: PreparedModels, _ settings: PipelineSettings,
                    seed: UInt64) throws(StageError) -> (policy: TinyLM, losses: [Double]) {
     var rng = SplitMix64(seed: seed)

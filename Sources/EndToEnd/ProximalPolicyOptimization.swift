@@ -82,15 +82,20 @@ public struct PPOModels: Sendable {
 /// The data flow of DeepSpeed-Chat `DeepSpeedPPOTrainer.generate_experience` and
 /// `train_rlhf`; every formula is the library's (`ppoLosses` chains
 /// `computeRewards`, `gae`, `actorLoss`, `criticLoss`).
+///
+/// - Throws: ``StageError`` (stage `ppo`), before the first step, for a setting
+///   the stages would refuse (see ``checkPPOSettings(_:)``), or a model that
+///   cannot read the toy language (see ``checkToyModel(_:_:batchSize:_:)``);
+///   then what the stages throw on the way (a NaN result, a softmax with no mass).
 public func proximalPolicyOptimization(models: inout PPOModels, settings: PPOSettings,
                                        rng: inout SplitMix64,
                                        progress: (PPOStepRecord) -> Void = { _ in }) throws(StageError) -> [PPOStepRecord] {
     let check = InputCheck(stage: "ppo")
-    try check.parameter("steps", settings.steps, in: 0..<Int.max, "a number of PPO steps")
-    try check.parameter("batch_size", settings.batchSize, in: 1..<Int.max, "prompts per step, at least one")
-    try check.parameter("epochs", settings.epochs, in: 0..<Int.max, "passes over each batch of experience")
-    try check.nonNegative("actor_learning_rate", settings.actorLearningRate)
-    try check.nonNegative("critic_learning_rate", settings.criticLearningRate)
+    try checkPPOSettings(settings)
+    for (model, name) in [(models.actor, "actor"), (models.reference, "reference"), (models.rewardModel, "reward_model"),
+                          (models.critic, "critic")] {
+        try checkToyModel(model, name, batchSize: settings.batchSize, check)
+    }
     var actorOptimizer = try Adam(for: models.actor.parameters, learningRate: settings.actorLearningRate)
     var criticOptimizer = try Adam(for: models.critic.parameters, learningRate: settings.criticLearningRate)
     let P = ToyLanguage.promptLength, start = P - 1
@@ -112,7 +117,7 @@ public func proximalPolicyOptimization(models: inout PPOModels, settings: PPOSet
         // values[:, :-1]: [B, L] -> [B, N], as `generate_experience` cuts the critic's output.
         let values = try models.critic.forward(sequences).values.columns(..<(L - 1))
 
-        let answerMask = answerTokenMask(inputIds: sequences, promptLength: P, padId: ToyLanguage.padId)
+        let answerMask = try answerTokenMask(inputIds: sequences, promptLength: P, padId: ToyLanguage.padId)
         var klSum = 0.0
         for i in 0..<answerMask.count where answerMask.scalars[i] == 1 {
             klSum += logProbs.scalars[i] - refLogProbs.scalars[i]
@@ -159,6 +164,48 @@ public func proximalPolicyOptimization(models: inout PPOModels, settings: PPOSet
         progress(record)
     }
     return records
+}
+
+/// Throws unless every PPO setting is one the stages take, so a run fails before
+/// it samples anything: `steps` and `epochs` in [0, 2^31], `batchSize` in
+/// [1, 2^31], a finite `temperature > 0`, learning rates, `cliprange`,
+/// `cliprangeValue` and `clipRewardValue` finite and >= 0, and a finite `klCtl`,
+/// `gamma` and `lambda`.
+///
+/// - Throws: ``StageError`` (stage `ppo`) naming the setting.
+public func checkPPOSettings(_ settings: PPOSettings) throws(StageError) {
+    let check = InputCheck(stage: "ppo")
+    try checkStepCount(settings.steps, "steps", check)
+    try checkStepCount(settings.epochs, "epochs", check)
+    try checkBatchSize(settings.batchSize, "batch_size", check)
+    guard settings.temperature.isFinite, settings.temperature > 0 else {
+        throw StageError(.parameterOutOfRange, stage: check.stage, argument: "temperature",
+                         "temperature = \(settings.temperature) must be finite and > 0 (it divides the logits)")
+    }
+    try check.nonNegative("actor_learning_rate", settings.actorLearningRate)
+    try check.nonNegative("critic_learning_rate", settings.criticLearningRate)
+    try check.nonNegative("clip_reward_value", settings.clipRewardValue)
+    try check.nonNegative("cliprange", settings.cliprange)
+    try check.nonNegative("cliprange_value", settings.cliprangeValue)
+    try check.finite("kl_ctl", settings.klCtl)
+    try check.finite("gamma", settings.gamma)
+    try check.finite("lambda", settings.lambda)
+}
+
+/// Throws unless `model` can read and write the toy language in batches of
+/// `batchSize`: its V is the language's, its context holds prompt + answer
+/// (`ToyLanguage.sequenceLength`), the activations fit ``TensorLimits``, and its
+/// weights are intact.
+///
+/// - Throws: ``StageError`` naming `<name>.vocabularySize`, `<name>.contextLength`,
+///   `name`, or the weight at fault.
+public func checkToyModel(_ model: TinyLM, _ name: String, batchSize: Int, _ check: InputCheck) throws(StageError) {
+    try check.parameter("\(name).vocabularySize", model.config.vocabularySize,
+                        in: ToyLanguage.vocabularySize..<(ToyLanguage.vocabularySize + 1), "the toy language's V")
+    try check.parameter("\(name).contextLength", model.config.contextLength, in: ToyLanguage.sequenceLength..<Int.max,
+                        "room for prompt + answer")
+    try model.config.checkBatch(batchSize: batchSize, length: ToyLanguage.sequenceLength, check, argument: name)
+    try model.parameters.checkWeights(check, name)
 }
 
 /// The inverse of `x.columns(start...)` for a gradient: [B, N - start] -> [B, N], zeros before start.

@@ -88,15 +88,13 @@ public enum ToyLanguage {
         prompts[Int(rng.next() % UInt64(prompts.count))]
     }
 
-    /// prompt + answer + `<eos>`, right-padded to `sequenceLength`, through the
-    /// library's DeepSpeed-Chat data preparation (`tokenizedSequence`).
-    public static func sequence(prompt: [Int64], answer: [Int64]) -> TokenizedSequence {
-        do {
-            return try tokenizedSequence(promptIds: prompt, answerIds: answer, endOfConversationIds: [endOfSequence],
-                                         maxSeqLen: sequenceLength, padId: padId)
-        } catch {
-            preconditionFailure("internal: sequenceLength \(sequenceLength) is at least 1")
-        }
+    /// prompt + answer + `<eos>`, right-padded to `sequenceLength` (and cut there),
+    /// through the library's DeepSpeed-Chat data preparation (`tokenizedSequence`).
+    ///
+    /// - Throws: ``StageError`` for a negative id, as `tokenizedSequence` does.
+    public static func sequence(prompt: [Int64], answer: [Int64]) throws(StageError) -> TokenizedSequence {
+        try tokenizedSequence(promptIds: prompt, answerIds: answer, endOfConversationIds: [endOfSequence],
+                              maxSeqLen: sequenceLength, padId: padId)
     }
 }
 
@@ -110,13 +108,45 @@ public struct ToyData: Sendable {
     /// Pairs drawn separately, for held-out accuracy.
     public var heldOutPairs: [(chosen: TokenizedSequence, rejected: TokenizedSequence)]
 
-    public init(seed: UInt64, demonstrations demonstrationCount: Int = 600, trainingPairs trainingCount: Int = 400,
-                heldOutPairs heldOutCount: Int = 200) {
+    /// The chapter's data: 600 demonstrations, 400 training pairs, 200 held out.
+    public init(seed: UInt64) {
+        do {
+            try self.init(seed: seed, demonstrations: 600, trainingPairs: 400, heldOutPairs: 200)
+        } catch {
+            preconditionFailure("internal: the default counts are in range: \(error)")
+        }
+    }
+
+    /// Data of the given sizes, drawn from `seed`.
+    ///
+    /// - Throws: ``StageError`` (stage `toy_data`) for a count that is negative,
+    ///   or whose sequences would pass ``TensorLimits`` (`count · L` tokens), before
+    ///   anything is drawn.
+    public init(seed: UInt64, demonstrations demonstrationCount: Int, trainingPairs trainingCount: Int,
+                heldOutPairs heldOutCount: Int) throws(StageError) {
+        let check = InputCheck(stage: "toy_data")
+        for (name, count) in [("demonstrations", demonstrationCount), ("training_pairs", trainingCount),
+                              ("held_out_pairs", heldOutCount)] {
+            guard count >= 0 else {
+                throw StageError(.parameterOutOfRange, stage: check.stage, argument: name, "\(name) = \(count) must be at least 0")
+            }
+            guard TensorLimits.elementCount([count, 2 * ToyLanguage.sequenceLength]) != nil else {
+                throw StageError(.tooLarge, stage: check.stage, argument: name,
+                                 "\(count) rows of \(ToyLanguage.sequenceLength) tokens (twice that for pairs) are beyond the limit of 2^31")
+            }
+        }
         var rng = SplitMix64(seed: seed)
+        /// The language's own ids are never negative, so `sequence` cannot throw here.
+        func sequence(_ prompt: [Int64], _ answer: [Int64]) -> TokenizedSequence {
+            do {
+                return try ToyLanguage.sequence(prompt: prompt, answer: answer)
+            } catch {
+                preconditionFailure("internal: the toy language's ids are >= 0: \(error)")
+            }
+        }
         demonstrations = (0..<demonstrationCount).map { index in
             let sentiment = Sentiment.allCases[index % 3]
-            return ToyLanguage.sequence(prompt: ToyLanguage.prompt(rng: &rng),
-                                        answer: ToyLanguage.answer(sentiment, rng: &rng))
+            return sequence(ToyLanguage.prompt(rng: &rng), ToyLanguage.answer(sentiment, rng: &rng))
         }
         func pairs(_ count: Int) -> [(chosen: TokenizedSequence, rejected: TokenizedSequence)] {
             (0..<count).map { _ in
@@ -125,8 +155,8 @@ public struct ToyData: Sendable {
                 let first = Sentiment.allCases[Int(rng.next() % 3)]
                 let second = Sentiment.allCases.filter { $0 != first }[Int(rng.next() % 2)]
                 let better = max(first, second), worse = min(first, second)
-                return (ToyLanguage.sequence(prompt: prompt, answer: ToyLanguage.answer(better, rng: &rng)),
-                        ToyLanguage.sequence(prompt: prompt, answer: ToyLanguage.answer(worse, rng: &rng)))
+                return (sequence(prompt, ToyLanguage.answer(better, rng: &rng)),
+                        sequence(prompt, ToyLanguage.answer(worse, rng: &rng)))
             }
         }
         trainingPairs = pairs(trainingCount)
