@@ -5,7 +5,7 @@
 // the four phases of the articles in order, each one calling the library's
 // stages (Sources/EndToEnd has the loops, Sources/TinyLM the model). Options:
 //   --seed N      every random number of the run (default 7)
-//   --steps N     PPO steps (default 100)
+//   --steps N     PPO steps (default 100, at most 10000)
 //   --kl-ctl X    the KL penalty's coefficient (default 0.8; DeepSpeed-Chat's is 0.1,
 //                 see the README for why this toy needs a tighter leash)
 //   --plot PATH   where to write the SVG plot of reward and KL
@@ -26,6 +26,8 @@ import TinyLM
 
 var settings = PipelineSettings()
 var plotPath: String?
+/// 100 times the default: the chapter runs PPO twice, and a longer run is a long wait.
+let maximumSteps = 10_000
 let usage = "usage: ch10-end-to-end [--seed N] [--steps N] [--kl-ctl X] [--plot PATH]"
 var arguments = CommandLine.arguments.dropFirst()
 while let option = arguments.popFirst() {
@@ -38,7 +40,9 @@ while let option = arguments.popFirst() {
         guard let seed = UInt64(value()) else { print("--seed takes a whole number >= 0\n\(usage)"); exit(2) }
         settings.seed = seed
     case "--steps":
-        guard let steps = Int(value()), steps >= 1 else { print("--steps takes a whole number >= 1\n\(usage)"); exit(2) }
+        guard let steps = Int(value()), steps >= 1, steps <= maximumSteps else {
+            print("--steps takes a whole number from 1 to \(maximumSteps)\n\(usage)"); exit(2)
+        }
         settings.ppo.steps = steps
     case "--kl-ctl":
         guard let klCtl = Double(value()), klCtl.isFinite, klCtl >= 0 else {
@@ -46,7 +50,16 @@ while let option = arguments.popFirst() {
         }
         settings.ppo.klCtl = klCtl
     case "--plot":
-        plotPath = value()
+        // Checked now, not after a run of minutes: a file path whose directory exists.
+        let path = value()
+        let directory = (path as NSString).deletingLastPathComponent
+        var isDirectory: ObjCBool = false
+        let namesDirectory = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
+        guard !path.isEmpty, !namesDirectory, FileManager.default.isWritableFile(atPath: directory.isEmpty ? "." : directory)
+        else {
+            print("--plot takes the path of a file in an existing, writable directory, got '\(path)'\n\(usage)"); exit(2)
+        }
+        plotPath = path
     case "--help", "-h":
         print(usage); exit(0)
     default:
