@@ -57,11 +57,11 @@ public struct DPOLossResult<T: FloatScalar>: Sendable {
 ///
 /// Infinite log-probs give what PyTorch gives: an infinite sequence log-prob
 /// makes its sample reward ±inf, the loss 0 or +inf, and the accuracy a plain
-/// comparison. Where
-/// PyTorch gives NaN in an output the stage throws, naming the first such output
-/// in the order above: `loss` (h = inf - inf, or β = 0 times an infinite margin),
-/// `reward` (better + worse = inf - inf: one reward +inf, the other -inf, while
-/// the loss is still 0 or inf), the two sample rewards, `reward_margin`.
+/// comparison. Where PyTorch gives NaN in an output the stage throws, naming the
+/// first such output in the order above: `loss` (h = inf - inf, or β = 0 times
+/// an infinite margin), `reward` (better + worse = inf - inf: one reward +inf,
+/// the other -inf, while the loss is still 0 or inf), the two sample rewards,
+/// `reward_margin`.
 ///
 /// - Throws: ``StageError`` for shapes that do not agree, NaN in an input, or an
 ///   output that would be NaN (`nonFiniteResult` naming it and the index).

@@ -41,10 +41,11 @@ public struct GAEResult<T: FloatScalar>: Sendable {
 /// (itself from trlx). `γ·λ` is formed in Double before it meets a tensor, as the
 /// Python expression `self.gamma * self.lam * lastgaelam` does.
 ///
-/// Infinite inputs give what PyTorch gives: an infinite value or reward makes the
-/// advantages infinite (inf, -inf) where no inf - inf occurs. Where PyTorch's
-/// result is NaN (an infinite V_t makes A_t hold -V_t, and R_t = A_t + V_t is
-/// inf - inf), the stage throws instead.
+/// Infinite inputs give what PyTorch gives: an infinite reward makes the
+/// advantages and returns up to it infinite. Where PyTorch's result is NaN the
+/// stage throws instead: an infinite V_t makes R_t = A_t + V_t inf - inf (A_t
+/// holds -V_t), and A_{t-1} = δ_{t-1} + γλ·A_t meets +γ·V_t and -γλ·V_t
+/// (inf - inf, or 0 · inf when γλ = 0).
 ///
 /// - Throws: ``StageError`` for shapes that do not agree, NaN in an input, `start`
 ///   outside `[0, N)`, a non-finite γ or λ, or an output that would be NaN

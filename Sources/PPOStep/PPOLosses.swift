@@ -66,13 +66,13 @@ public struct PPOLossesResult<T: FloatScalar>: Sendable {
 ///
 /// Matches DeepSpeed-Chat `dschat/rlhf/ppo_trainer.py :: DeepSpeedPPOTrainer.train_rlhf`.
 ///
-/// Infinite inputs give what PyTorch gives, stage by stage; an infinite value
-/// past a row's end is zeroed before anything reads it, as in PyTorch. Where
-/// PyTorch gives NaN in an output, the stage throws `nonFiniteResult` naming the
-/// first such output in the order `rewards`, `advantages`, `returns`,
-/// `actor_loss`, `critic_loss` (e.g. an infinite value at a kept position makes
-/// its return inf - inf; an infinite new log-prob or new value past the end is
-/// masked by 0 in a loss's sum: inf · 0).
+/// Infinite inputs give what PyTorch gives, stage by stage: an infinite value, or
+/// a NaN KL term, past a row's end is zeroed before GAE reads it, as in PyTorch.
+/// Where PyTorch gives NaN in an output, the stage throws `nonFiniteResult`
+/// naming the first such output in the order `rewards`, `advantages`, `returns`,
+/// `actor_loss`, `critic_loss`: e.g. an infinite value in the answer part makes
+/// its return inf - inf, and an infinite log-prob, new log-prob or new value past
+/// the end meets the answer mask's 0 in a loss's masked sum (inf · 0).
 ///
 /// - Throws: ``StageError`` for shapes that do not agree, a mask that is not 0/1,
 ///   NaN in an input, a `promptLength` outside `[1, L)`, an answer mask that

@@ -1,7 +1,7 @@
 // The checks on what a stage computed, beside InputCheck's checks on what it was
-// given. The rule (README, "Bad input"): where PyTorch gives a number or an
-// infinity for an infinite input, a stage gives the same; where PyTorch gives NaN
-// in any output, the stage throws `nonFiniteResult` naming that output.
+// given. The rule: where PyTorch gives a number or an infinity for infinite
+// inputs, a stage gives the same; where PyTorch gives NaN in any output, the stage
+// throws `nonFiniteResult` naming that output (no silent NaN).
 
 extension InputCheck {
     /// Throws if a computed scalar (a loss) is NaN although every input was
