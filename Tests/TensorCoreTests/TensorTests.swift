@@ -103,4 +103,23 @@ struct TensorCoreTests {
             #expect(containsNonBinary(mask), "\(bad) at the end of 33")
         }
     }
+
+    @Test("containsNonFiniteDroppedByMask: an inf or NaN where the mask is 0, nowhere else")
+    func droppedByMask() {
+        let mask: [Int64] = [1, 0, 1, 0]
+        #expect(!containsNonFiniteDroppedByMask([1, 2, 3, 4] as [Double], mask: mask))
+        #expect(!containsNonFiniteDroppedByMask([.infinity, 2, -.infinity, 4] as [Double], mask: mask), "kept infinities are no concern")
+        #expect(containsNonFiniteDroppedByMask([1, .infinity, 3, 4] as [Double], mask: mask))
+        #expect(containsNonFiniteDroppedByMask([1, 2, 3, -Float.infinity], mask: mask))
+        #expect(containsNonFiniteDroppedByMask([1, .nan, 3, 4] as [Float], mask: mask))
+        #expect(!containsNonFiniteDroppedByMask([Double](), mask: []))
+    }
+
+    @Test("maximumPropagatingNaN is torch.maximum: NaN if either is NaN, else the larger")
+    func maximumKeepsNaN() {
+        #expect(maximumPropagatingNaN(1.0, 2.0) == 2)
+        #expect(maximumPropagatingNaN(Double.infinity, -1) == .infinity)
+        #expect(maximumPropagatingNaN(Double.infinity, .nan).isNaN, "Swift's max(inf, NaN) is inf")
+        #expect(maximumPropagatingNaN(Float.nan, 3).isNaN)
+    }
 }
