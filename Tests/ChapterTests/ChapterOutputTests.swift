@@ -37,9 +37,10 @@ private func executable(for slug: String) -> String? {
 }
 
 /// Runs a chapter and returns its exit status and everything it printed.
-private func run(_ path: String) throws -> (status: Int32, output: String) {
+private func run(_ path: String, _ arguments: [String] = []) throws -> (status: Int32, output: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: path)
+    process.arguments = arguments
     process.currentDirectoryURL = URL(fileURLWithPath: NSTemporaryDirectory())  // chapters must not need the cwd
     let pipe = Pipe()
     process.standardOutput = pipe
@@ -99,5 +100,17 @@ struct ChapterOutputTests {
                 Refresh it with: Chapters/paste-output.sh \(directory.prefix(2))
                 """)
         }
+    }
+
+    @Test("chapter 10 refuses an absurd flag with its usage and status 2, before it trains anything",
+          arguments: [["--steps", "0"], ["--steps", "99999999999"], ["--steps", "-3"], ["--kl-ctl", "nan"],
+                      ["--kl-ctl", "-1"], ["--kl-ctl", "inf"], ["--seed", "-1"], ["--seed"], ["--plot", ""],
+                      ["--plot", "/no/such/directory/plot.svg"], ["--bogus"]])
+    func chapter10Flags(arguments: [String]) throws {
+        let path = try #require(executable(for: "10-end-to-end"), "ch10-end-to-end is not built")
+        let (status, output) = try run(path, arguments)
+        #expect(status == 2, "\(arguments): exited with \(status):\n\(output.suffix(500))")
+        #expect(output.contains("usage: ch10-end-to-end"), "\(arguments): \(output.suffix(500))")
+        #expect(!output.contains("[1/4]"), "\(arguments): it started training")
     }
 }
