@@ -1,19 +1,5 @@
 import TensorCore
 
-/// Where each sequence ends and the score read there.
-public struct RewardEndScoresAttnResult<T: FloatScalar>: Sendable {
-    /// The last attended position of each row. Shape [B], int64.
-    public var endIndex: Tensor<Int64>
-    /// `scores[b, end_index[b]]`. Shape [B].
-    public var endScores: Tensor<T>
-
-    @inlinable
-    public init(endIndex: Tensor<Int64>, endScores: Tensor<T>) {
-        self.endIndex = endIndex
-        self.endScores = endScores
-    }
-}
-
 /// align-anything's score model: each sequence's reward is the score head's
 /// output at its last attended position.
 ///
@@ -24,7 +10,7 @@ public struct RewardEndScoresAttnResult<T: FloatScalar>: Sendable {
 /// ```
 ///
 /// Shapes: `scores` [B, L] float (the score head at every token), `attentionMask`
-/// [B, L] 0/1 or nil -> `end_index` [B] int64, `end_scores` [B].
+/// [B, L] 0/1 or nil -> `(endIndex, endScores)`: `end_index` [B] int64, `end_scores` [B].
 ///
 /// The mask decides, not the token ids, and the search runs over the whole row:
 /// - the last attended position whatever the padding side: right padding ends a
@@ -53,7 +39,7 @@ public struct RewardEndScoresAttnResult<T: FloatScalar>: Sendable {
 public func rewardEndScoresAttn<T: FloatScalar>(
     scores: Tensor<T>,
     attentionMask: Tensor<Int64>?
-) throws(StageError) -> RewardEndScoresAttnResult<T> {
+) throws(StageError) -> (endIndex: Tensor<Int64>, endScores: Tensor<T>) {
     let check = InputCheck(stage: "reward_end_scores_attn")
     try check.rank(scores, "scores", is: 2, legend: "[B, L]")
     let batchSize = scores.shape[0], length = scores.shape[1]
@@ -87,8 +73,7 @@ public func rewardEndScoresAttn<T: FloatScalar>(
         endIndex.append(Int64(end))
         endScores.append(scores[row, end])
     }
-    let result = RewardEndScoresAttnResult(endIndex: Tensor.make([batchSize], endIndex),
-                                           endScores: Tensor.make([batchSize], endScores))
-    try check.noNaNInResult(result.endScores, "end_scores")
-    return result
+    let scoresAtEnd = Tensor.make([batchSize], endScores)
+    try check.noNaNInResult(scoresAtEnd, "end_scores")
+    return (Tensor.make([batchSize], endIndex), scoresAtEnd)
 }

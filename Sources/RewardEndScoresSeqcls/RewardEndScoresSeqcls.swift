@@ -1,19 +1,5 @@
 import TensorCore
 
-/// Which position the sequence-classification head pools, and its score there.
-public struct RewardEndScoresSeqclsResult<T: FloatScalar>: Sendable {
-    /// The last non-pad position of each row (0 for a row of pads only). Shape [B], int64.
-    public var endIndex: Tensor<Int64>
-    /// `scores[b, end_index[b]]`. Shape [B].
-    public var endScores: Tensor<T>
-
-    @inlinable
-    public init(endIndex: Tensor<Int64>, endScores: Tensor<T>) {
-        self.endIndex = endIndex
-        self.endScores = endScores
-    }
-}
-
 /// The reward a Hugging Face `AutoModelForSequenceClassification(num_labels=1)`
 /// gives a sequence: the score head at the last token whose id is not the pad id.
 ///
@@ -24,7 +10,7 @@ public struct RewardEndScoresSeqclsResult<T: FloatScalar>: Sendable {
 /// ```
 ///
 /// Shapes: `inputIds` [B, L] int64, `scores` [B, L] float (the score head at every
-/// token) -> `end_index` [B] int64, `end_scores` [B].
+/// token) -> `(endIndex, endScores)`: `end_index` [B] int64, `end_scores` [B].
 ///
 /// The ids decide, not the attention mask (it plays no part). This is the rule
 /// since transformers PR #35911 (January 2025), which TRL's `RewardTrainer` trains
@@ -56,7 +42,7 @@ public func rewardEndScoresSeqcls<T: FloatScalar>(
     inputIds: Tensor<Int64>,
     scores: Tensor<T>,
     padTokenId: Int64?
-) throws(StageError) -> RewardEndScoresSeqclsResult<T> {
+) throws(StageError) -> (endIndex: Tensor<Int64>, endScores: Tensor<T>) {
     let check = InputCheck(stage: "reward_end_scores_seqcls")
     try check.rank(inputIds, "input_ids", is: 2, legend: "[B, L]")
     let batchSize = inputIds.shape[0], length = inputIds.shape[1]
@@ -83,8 +69,7 @@ public func rewardEndScoresSeqcls<T: FloatScalar>(
         endIndex.append(Int64(end))
         endScores.append(scores[row, end])
     }
-    let result = RewardEndScoresSeqclsResult(endIndex: Tensor.make([batchSize], endIndex),
-                                             endScores: Tensor.make([batchSize], endScores))
-    try check.noNaNInResult(result.endScores, "end_scores")
-    return result
+    let scoresAtEnd = Tensor.make([batchSize], endScores)
+    try check.noNaNInResult(scoresAtEnd, "end_scores")
+    return (Tensor.make([batchSize], endIndex), scoresAtEnd)
 }
