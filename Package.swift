@@ -19,6 +19,11 @@ let stages = [
     "CriticLoss",          // critic_loss
     "DPOLoss",             // dpo_loss
     "SFTLoss",             // sft_loss, and the step 1/2 data preparation on token ids
+    // v1.1, the seed systems: one module per stage.
+    "RewardEndScoresAttn",        // reward_end_scores_attn (align-anything)
+    "RewardEndLossSqreg",         // reward_end_loss_sqreg (align-anything)
+    "RewardEndScoresSeqcls",      // reward_end_scores_seqcls (transformers, TRL)
+    "RewardEndLossMarginCenter",  // reward_end_loss_margin_center (TRL)
 ]
 
 var targets: [Target] = [
