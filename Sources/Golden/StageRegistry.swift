@@ -17,6 +17,12 @@ public let stageRegistry: [any StageAdapter.Type] = [
     // Added after v1 (a new stage never changes an old one).
     SFTLossStage.self,
     TinyLMStage.self,
+    // v1.1, the seed systems: align-anything's PPO.
+    RewardsKLEndClampedStage.self,
+    GAEMaskedStage.self,
+    ActorLossSeqMeanStage.self,
+    CriticLossSeqMeanStage.self,
+    PPOLossesSeqMeanStage.self,
 ]
 
 /// The adapter of the stage with fixture name `name`.
