@@ -20,6 +20,12 @@ STAGE_NAMES = [
     "ppo_losses",
     "sft_loss",   # added after v1
     "tiny_lm",    # added after v1: the end-to-end chapter's model
+    # v1.1, the seed systems: align-anything's PPO.
+    "rewards_kl_end_clamped",
+    "gae_masked",
+    "actor_loss_seq_mean",
+    "critic_loss_seq_mean",
+    "ppo_losses_seq_mean",
 ]
 
 STAGES = [importlib.import_module(f"{__name__}.{name}").STAGE for name in STAGE_NAMES]
