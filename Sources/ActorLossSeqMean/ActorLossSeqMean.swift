@@ -67,23 +67,13 @@ public func actorLossSeqMean<T: FloatScalar>(
     clipRangeRatio: Double = 0.2
 ) throws(StageError) -> ActorLossSeqMeanResult<T> {
     let check = InputCheck(stage: "actor_loss_seq_mean")
-    try check.rank(logProbs, "log_probs", is: 2, legend: "[B, M]")
-    try check.shape(oldLogProbs, "old_log_probs", equals: logProbs.shape, sameAs: "same as log_probs")
-    try check.shape(advantages, "advantages", equals: logProbs.shape, sameAs: "same as log_probs")
-    try check.shape(mask, "mask", equals: logProbs.shape, sameAs: "same as log_probs")
-    try check.binaryMask(mask, "mask")
-    try check.everyRowSelects(mask, "mask", describedAs: "mask")
+    try check.maskedLossInputs([(logProbs, "log_probs"), (oldLogProbs, "old_log_probs"), (advantages, "advantages")],
+                               mask: mask)
     try check.nonNegative("clip_range_ratio", clipRangeRatio)
-    try check.noNaN(logProbs, "log_probs")
-    try check.noNaN(oldLogProbs, "old_log_probs")
-    try check.noNaN(advantages, "advantages")
 
-    let perToken: ActorLossResult<T>
-    do {
-        perToken = try actorLoss(logProbs: logProbs, oldLogProbs: oldLogProbs, advantages: advantages,
-                                 mask: Tensor(shape: mask.shape, repeating: 1), cliprange: clipRangeRatio)
-    } catch {
-        throw StageError(error.kind, stage: check.stage, argument: error.argument, "in \(error.stage): \(error.detail)")
+    let perToken = try check.underThisStage { () throws(StageError) in
+        try actorLoss(logProbs: logProbs, oldLogProbs: oldLogProbs, advantages: advantages,
+                      mask: Tensor(shape: mask.shape, repeating: 1), cliprange: clipRangeRatio)
     }
     // -(masked mean of u) = masked mean of -u: the same additions, every sign flipped.
     let loss = maskedMeanOverRows(perToken.tokenLosses, mask: mask)
@@ -122,13 +112,9 @@ public func actorLossSeqMeanGradLogProbs<T: FloatScalar>(
     // The checks, and a loss that is a number.
     _ = try actorLossSeqMean(logProbs: logProbs, oldLogProbs: oldLogProbs, advantages: advantages, mask: mask,
                              clipRangeRatio: clipRangeRatio)
-    let tokenMeanGradient: Tensor<T>
-    do {
-        tokenMeanGradient = try actorLossGradLogProbs(logProbs: logProbs, oldLogProbs: oldLogProbs,
-                                                      advantages: advantages, mask: Tensor(shape: mask.shape, repeating: 1),
-                                                      cliprange: clipRangeRatio)
-    } catch {
-        throw StageError(error.kind, stage: check.stage, argument: error.argument, "in \(error.stage): \(error.detail)")
+    let tokenMeanGradient = try check.underThisStage { () throws(StageError) in
+        try actorLossGradLogProbs(logProbs: logProbs, oldLogProbs: oldLogProbs, advantages: advantages,
+                                  mask: Tensor(shape: mask.shape, repeating: 1), cliprange: clipRangeRatio)
     }
     let gradient = maskedMeanOverRowsGradient(fromTokenMeanGradient: tokenMeanGradient, mask: mask)
     try check.noNaNInResult(gradient, "grad_log_probs")

@@ -65,23 +65,12 @@ public func criticLossSeqMean<T: FloatScalar>(
     clipRangeValue: Double = 5.0
 ) throws(StageError) -> CriticLossSeqMeanResult<T> {
     let check = InputCheck(stage: "critic_loss_seq_mean")
-    try check.rank(values, "values", is: 2, legend: "[B, M]")
-    try check.shape(oldValues, "old_values", equals: values.shape, sameAs: "same as values")
-    try check.shape(returns, "returns", equals: values.shape, sameAs: "same as values")
-    try check.shape(mask, "mask", equals: values.shape, sameAs: "same as values")
-    try check.binaryMask(mask, "mask")
-    try check.everyRowSelects(mask, "mask", describedAs: "mask")
+    try check.maskedLossInputs([(values, "values"), (oldValues, "old_values"), (returns, "returns")], mask: mask)
     try check.nonNegative("clip_range_value", clipRangeValue)
-    try check.noNaN(values, "values")
-    try check.noNaN(oldValues, "old_values")
-    try check.noNaN(returns, "returns")
 
-    let perToken: CriticLossResult<T>
-    do {
-        perToken = try criticLoss(values: values, oldValues: oldValues, returns: returns,
-                                  mask: Tensor(shape: mask.shape, repeating: 1), cliprangeValue: clipRangeValue)
-    } catch {
-        throw StageError(error.kind, stage: check.stage, argument: error.argument, "in \(error.stage): \(error.detail)")
+    let perToken = try check.underThisStage { () throws(StageError) in
+        try criticLoss(values: values, oldValues: oldValues, returns: returns,
+                       mask: Tensor(shape: mask.shape, repeating: 1), cliprangeValue: clipRangeValue)
     }
     let loss = 0.5 * maskedMeanOverRows(perToken.tokenLosses, mask: mask)
     try check.noNaNInResult(Tensor(scalar: loss), "loss")
@@ -116,13 +105,9 @@ public func criticLossSeqMeanGradValues<T: FloatScalar>(
     // The checks, and a loss that is a number.
     _ = try criticLossSeqMean(values: values, oldValues: oldValues, returns: returns, mask: mask,
                               clipRangeValue: clipRangeValue)
-    let tokenMeanGradient: Tensor<T>
-    do {
-        tokenMeanGradient = try criticLossGradValues(values: values, oldValues: oldValues, returns: returns,
-                                                     mask: Tensor(shape: mask.shape, repeating: 1),
-                                                     cliprangeValue: clipRangeValue)
-    } catch {
-        throw StageError(error.kind, stage: check.stage, argument: error.argument, "in \(error.stage): \(error.detail)")
+    let tokenMeanGradient = try check.underThisStage { () throws(StageError) in
+        try criticLossGradValues(values: values, oldValues: oldValues, returns: returns,
+                                 mask: Tensor(shape: mask.shape, repeating: 1), cliprangeValue: clipRangeValue)
     }
     let gradient = maskedMeanOverRowsGradient(fromTokenMeanGradient: tokenMeanGradient, mask: mask)
     try check.noNaNInResult(gradient, "grad_values")

@@ -120,4 +120,36 @@ extension InputCheck {
                              "row \(row) of \(name) \(describe(shape: mask.shape)) selects nothing; its masked mean would be 0/0 (NaN in align-anything)")
         }
     }
+
+    /// The checks of a loss that averages per-token terms by a masked mean over
+    /// rows, in the order every stage runs them: the first float input's rank
+    /// (and the size limit), every other float input and `mask` of its shape [B, M],
+    /// a 0/1 mask that selects something in every row, and no NaN in a float input.
+    @inlinable
+    public func maskedLossInputs<T: FloatScalar>(_ floats: [(tensor: Tensor<T>, name: String)],
+                                                 mask: Tensor<Int64>) throws(StageError) {
+        guard let (first, firstName) = floats.first else { return }
+        try rank(first, firstName, is: 2, legend: "[B, M]")
+        for (tensor, name) in floats.dropFirst() {
+            try shape(tensor, name, equals: first.shape, sameAs: "same as \(firstName)")
+        }
+        try shape(mask, "mask", equals: first.shape, sameAs: "same as \(firstName)")
+        try binaryMask(mask, "mask")
+        try everyRowSelects(mask, "mask", describedAs: "mask")
+        for (tensor, name) in floats {
+            try noNaN(tensor, name)
+        }
+    }
+
+    /// Runs `body`, which calls another stage (a v1 stage these are built on), and
+    /// re-throws that stage's error under this one, its detail saying which stage it
+    /// came from (as `ppoLosses` does).
+    @inlinable
+    public func underThisStage<R>(_ body: () throws(StageError) -> R) throws(StageError) -> R {
+        do {
+            return try body()
+        } catch {
+            throw StageError(error.kind, stage: stage, argument: error.argument, "in \(error.stage): \(error.detail)")
+        }
+    }
 }

@@ -176,8 +176,7 @@ public func ppoLossesSeqMean<T: FloatScalar>(
     let answerMask = sequenceMask.columns(start...)
     try check.everyRowSelects(answerMask, "attention_mask", describedAs: "attention_mask[:, 1:][:, \(start):]")
 
-    let result: PPOLossesSeqMeanResult<T>
-    do {
+    let result = try check.underThisStage { () throws(StageError) in
         // 1. The rewards: a KL penalty on every token, the score on the last attended action, all clamped.
         let shaped = try rewardsKLEndClamped(reward: reward, logProbs: logProbs, refLogProbs: refLogProbs,
                                              sequenceMask: sequenceMask, klCoeff: klCoeff, clipRangeScore: clipRangeScore)
@@ -213,13 +212,11 @@ public func ppoLossesSeqMean<T: FloatScalar>(
             meanGeneratedLength: T(Double(lengths.reduce(0, +)) / Double(batchSize)),
             maxGeneratedLength: T(lengths.max() ?? 0))
 
-        result = PPOLossesSeqMeanResult(
+        return PPOLossesSeqMeanResult(
             start: start, sequenceMask: sequenceMask, endIndices: shaped.endIndices, rewards: shaped.rewards,
             advantages: estimate.advantages, returns: estimate.returns, actor: actor, critic: critic,
             gradNewLogProbs: placedFromColumn(start, actorGradient, width: positions),
             gradNewValues: placedFromColumn(start, criticGradient, width: positions), statistics: statistics)
-    } catch {
-        throw StageError(error.kind, stage: check.stage, argument: error.argument, "in \(error.stage): \(error.detail)")
     }
     let s = result.statistics
     for (value, name) in [(s.rewardMean, "reward_mean"), (s.rewardWithKLPenalty, "reward_with_kl_penalty"),

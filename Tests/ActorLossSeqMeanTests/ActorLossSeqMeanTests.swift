@@ -116,19 +116,13 @@ struct ActorLossSeqMeanTests {
 struct ActorLossSeqMeanBackwardTests {
     @Test("grad_log_probs equals central differences, away from the clip boundaries")
     func finiteDifferences() throws {
-        var rng = SplitMix64(seed: 53)
-        let count = 12
-        // Log-ratios in [-0.5, 0.5], kept 0.01 away from log(0.8) and log(1.2).
-        let logRatios = (0..<count).map { _ -> Double in
-            let r = rng.uniform(-0.5, 0.5)
-            return abs(r - log(1.2)) < 0.01 || abs(r - log(0.8)) < 0.01 ? r + 0.03 : r
-        }
-        let old = rng.uniform(count: count, -3, -1)
-        let x = (0..<count).map { old[$0] + logRatios[$0] }
-        let advantages = Tensor.make([3, 4], rng.uniform(count: count, -2, 2))
-        // Rows of 1, 3 and 4 tokens, one with a hole.
+        // Rows of 1, 3 and 4 tokens (one with a hole). The log-ratios lie inside and outside
+        // [log 0.8, log 1.2] = [-0.223, 0.182], none within 0.02 of either bound.
+        let logRatios = [0.4, -0.05, -0.6, 0.1, -0.3, 0.25, -0.15, 0.5, 0.0, -0.4, 0.15, -0.1]
+        let advantages = Tensor.make([3, 4], [1.5, -0.7, 0.9, -1.2, 0.4, -2.0, 1.1, -0.3, 0.8, 1.7, -0.6, -1.4])
         let mask = Tensor.make([3, 4], [0, 1, 0, 0, 1, 0, 1, 1, 1, 1, 1, 1] as [Int64])
-        let oldLogProbs = Tensor.make([3, 4], old)
+        let oldLogProbs = Tensor.make([3, 4], (0..<12).map { -0.25 * Double($0 % 5) - 1 })
+        let x = (0..<12).map { oldLogProbs.scalars[$0] + logRatios[$0] }
         let grad = try actorLossSeqMeanGradLogProbs(logProbs: Tensor.make([3, 4], x), oldLogProbs: oldLogProbs,
                                                     advantages: advantages, mask: mask)
         let numeric = try centralDifferenceGradient(at: x) { probe in

@@ -95,14 +95,13 @@ struct CriticLossSeqMeanTests {
 struct CriticLossSeqMeanBackwardTests {
     @Test("grad_values equals central differences, away from the clip boundaries and ties")
     func finiteDifferences() throws {
-        var rng = SplitMix64(seed: 59)
-        let old = rng.uniform(count: 8, -1, 1)
-        // Values 0.05..0.6 away from the old ones: some inside ±0.2, some outside, none at ±0.2.
-        let offsets = [0.05, -0.1, 0.35, -0.5, 0.15, 0.6, -0.3, 0.08]
-        let x = (0..<8).map { old[$0] + offsets[$0] }
-        let returns = Tensor.make([2, 4], rng.uniform(count: 8, -2, 2))
-        let mask = Tensor.make([2, 4], [0, 0, 1, 0, 1, 1, 0, 1] as [Int64])
-        let oldValues = Tensor.make([2, 4], old)
+        // Rows of 1 and 4 tokens. New values 0.03 to 0.7 from the old ones (c = 0.2): inside the
+        // band, where the two errors are the same function, or outside it, none within 0.02 of a bound.
+        let oldValues = Tensor.make([2, 4], [0.3, -0.4, 0.9, 0.1, 0.5, -0.2, 0.0, 0.7])
+        let steps = [0.5, -0.03, 0.7, -0.25, 0.1, -0.45, 0.3, -0.12]
+        let returns = Tensor.make([2, 4], [1.2, -0.5, 0.2, -1.0, 0.0, 0.9, -0.6, 1.5])
+        let mask = Tensor.make([2, 4], [0, 0, 1, 0, 1, 1, 1, 1] as [Int64])
+        let x = (0..<8).map { oldValues.scalars[$0] + steps[$0] }
         let grad = try criticLossSeqMeanGradValues(values: Tensor.make([2, 4], x), oldValues: oldValues,
                                                    returns: returns, mask: mask, clipRangeValue: 0.2)
         let numeric = try centralDifferenceGradient(at: x) { probe in

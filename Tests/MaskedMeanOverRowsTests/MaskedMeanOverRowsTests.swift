@@ -58,4 +58,25 @@ struct MaskedMeanOverRowsTests {
             try check.everyRowSelects(Tensor(shape: [0, 3], repeating: 1), "attention_mask", describedAs: "m_s")
         }
     }
+
+    @Test("the loss-input checks name the argument at fault, and a called stage's error is re-thrown under this one")
+    func lossInputsAndRethrow() throws {
+        let check = InputCheck(stage: "outer")
+        let x = Tensor<Double>(shape: [2, 3], repeating: 0)
+        try check.maskedLossInputs([(x, "a"), (x, "b")], mask: intMatrix([[1, 0, 0], [0, 0, 1]]))
+        expectStageError(.shapeMismatch, argument: "b") {
+            try check.maskedLossInputs([(x, "a"), (Tensor(shape: [2, 2], repeating: 0), "b")], mask: intMatrix([[1, 0, 0], [0, 0, 1]]))
+        }
+        expectStageError(.notANumber, argument: "b") {
+            try check.maskedLossInputs([(x, "a"), (matrix([[0, 0, 0], [.nan, 0, 0]]), "b")], mask: intMatrix([[1, 0, 0], [0, 0, 1]]))
+        }
+        do {
+            _ = try check.underThisStage { () throws(StageError) -> Int in
+                throw StageError(.emptyMask, stage: "inner", argument: "mask", "nothing selected")
+            }
+            Issue.record("expected a re-thrown error")
+        } catch {
+            #expect(error == StageError(.emptyMask, stage: "outer", argument: "mask", "in inner: nothing selected"))
+        }
+    }
 }

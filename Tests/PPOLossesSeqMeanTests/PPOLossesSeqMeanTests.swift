@@ -53,44 +53,41 @@ struct PPOLossesSeqMeanTests {
 
     @Test("drift check: the step equals its four stages called on the documented slices, bit for bit")
     func equalsItsStages() throws {
-        var rng = SplitMix64(seed: 41)
-        let (batch, length, promptLength) = (3, 9, 3)
-        let n = length - 1, s = promptLength - 1
-        // Left-padded prompt in row 2; answers of 5 tokens (6 positions with a hole), 1 and 4.
+        // prompt_length 3, s = 2. Row 0: 5 answer tokens with a hole; row 1: a one-token answer;
+        // row 2: a left-padded prompt and 4 answer tokens.
         let attention = intMatrix([[1, 1, 1, 1, 1, 0, 1, 1, 1], [1, 1, 1, 1, 0, 0, 0, 0, 0], [0, 1, 1, 1, 1, 1, 1, 0, 0]])
-        func random() -> Tensor<Double> { Tensor.make([batch, n], rng.uniform(count: batch * n, -2, 0)) }
-        let logProbs = random(), refLogProbs = random(), values = random(), newLogProbs = random(), newValues = random()
+        let (rows, n, s) = (3, 8, 2)
+        var rng = SplitMix64(seed: 41)
+        let draws = rng.uniform(count: 5 * rows * n, -2, 0)
+        let inputs = (0..<5).map { k in Tensor.make([rows, n], Array(draws[(k * rows * n)..<((k + 1) * rows * n)])) }
+        let (logProbs, refLogProbs, values, newLogProbs, newValues) = (inputs[0], inputs[1], inputs[2], inputs[3], inputs[4])
         let reward = vector([3, -7, 0.5])
         let result = try ppoLossesSeqMean(
             attentionMask: attention, logProbs: logProbs, refLogProbs: refLogProbs, rewardValues: values,
-            newLogProbs: newLogProbs, newValues: newValues, reward: reward, promptLength: promptLength,
+            newLogProbs: newLogProbs, newValues: newValues, reward: reward, promptLength: s + 1,
             klCoeff: 0.1, clipRangeScore: 5, clipRangeRatio: 0.2, clipRangeValue: 0.5, gamma: 0.99, gaeLambda: 0.9)
 
-        func tail<S>(_ x: Tensor<S>, from start: Int) -> Tensor<S> {
-            Tensor.make([batch, x.shape[1] - start], (0..<batch).flatMap { b in (start..<x.shape[1]).map { x[b, $0] } })
-        }
-        let m = tail(attention, from: 1), mS = tail(m, from: s)
+        // m = attention_mask[:, 1:], m_s = m[:, s:]
+        let m = attention.columns(1...), answerMask = m.columns(s...)
         let shaped = try rewardsKLEndClamped(reward: reward, logProbs: logProbs, refLogProbs: refLogProbs,
                                              sequenceMask: m, klCoeff: 0.1, clipRangeScore: 5)
         #expect(result.rewards == shaped.rewards && result.endIndices == [7, 2, 5])
         let estimate = try gaeMasked(values: values, rewards: shaped.rewards, sequenceMask: m, start: s,
                                      gamma: 0.99, gaeLambda: 0.9)
         #expect(result.advantages == estimate.advantages && result.returns == estimate.returns)
-        let actor = try actorLossSeqMean(logProbs: tail(newLogProbs, from: s), oldLogProbs: tail(logProbs, from: s),
-                                         advantages: estimate.advantages, mask: mS, clipRangeRatio: 0.2)
+        let actor = try actorLossSeqMean(logProbs: newLogProbs.columns(s...), oldLogProbs: logProbs.columns(s...),
+                                         advantages: estimate.advantages, mask: answerMask, clipRangeRatio: 0.2)
         // The critic clips against the raw values (not values · m).
-        let critic = try criticLossSeqMean(values: tail(newValues, from: s), oldValues: tail(values, from: s),
-                                           returns: estimate.returns, mask: mS, clipRangeValue: 0.5)
+        let critic = try criticLossSeqMean(values: newValues.columns(s...), oldValues: values.columns(s...),
+                                           returns: estimate.returns, mask: answerMask, clipRangeValue: 0.5)
         #expect(result.actor.loss == actor.loss && result.critic.loss == critic.loss)
         let actorGrad = try actorLossSeqMeanGradLogProbs(
-            logProbs: tail(newLogProbs, from: s), oldLogProbs: tail(logProbs, from: s), advantages: estimate.advantages,
-            mask: mS, clipRangeRatio: 0.2)
-        #expect(tail(result.gradNewLogProbs, from: s) == actorGrad)
-        for b in 0..<batch {
-            for t in 0..<s {
-                #expect(result.gradNewLogProbs[b, t] == 0 && result.gradNewValues[b, t] == 0)
-            }
-        }
+            logProbs: newLogProbs.columns(s...), oldLogProbs: logProbs.columns(s...), advantages: estimate.advantages,
+            mask: answerMask, clipRangeRatio: 0.2)
+        #expect(result.gradNewLogProbs.columns(s...) == actorGrad)
+        #expect(result.gradNewLogProbs.columns(..<s).scalars.allSatisfy { $0 == 0 })
+        #expect(result.gradNewValues.columns(..<s).scalars.allSatisfy { $0 == 0 })
+        // m_s keeps 5, 1 and 4 tokens.
         #expect(result.statistics.meanGeneratedLength == 10.0 / 3 && result.statistics.maxGeneratedLength == 5)
     }
 

@@ -16,7 +16,7 @@ import math
 import torch
 
 from ..cases import ErrorCase, FloatCase, Stage, length_mask, log_prob_like, mutated, randint, random_params_case
-from ..fixture_format import F64, I64, V1_1_TOL
+from ..fixture_format import F64, V1_1_TOL
 from ..reference import check_loss_inputs, leaf, need, need_no_nan_result, with_defaults
 from .actor_loss import LOWER_LOG_RATIO, UPPER_LOG_RATIO, at_bound, exp_of_dyadic
 
@@ -44,18 +44,30 @@ def seq_mean_policy_loss(log_probs, old_log_probs, advantages, mask, clip_range_
     return -masked_mean_over_rows(surrogate, mask)
 
 
-def actor_loss_seq_mean(inp, prm):
-    prm = with_defaults(prm, DEFAULTS)
-    check_loss_inputs(inp, ["log_probs", "old_log_probs", "advantages"])
+def check_seq_mean_loss(inp, float_names, clip_name, clip):
+    """The inputs of a loss averaged by rows: v1's loss-input checks, a token in every
+    row, and a clip range that is finite and >= 0."""
+    check_loss_inputs(inp, float_names)
     need_every_row(inp["mask"])
-    eps = prm["clip_range_ratio"]
-    need(math.isfinite(eps) and eps >= 0, "clip_range_ratio must be finite and >= 0")
-    log_probs = leaf(inp["log_probs"])   # old_log_probs and advantages are constants
-    loss = seq_mean_policy_loss(log_probs, inp["old_log_probs"], inp["advantages"], inp["mask"], eps)
+    need(math.isfinite(clip) and clip >= 0, f"{clip_name} must be finite and >= 0")
+
+
+def loss_and_gradient(inp, wrt, loss_of):
+    """loss_of(x) for a leaf copy x of inp[wrt] (the other inputs are constants), and
+    autograd's gradient with respect to it; a NaN in either is rejected."""
+    x = leaf(inp[wrt])
+    loss = loss_of(x)
     need_no_nan_result("loss", loss)
     loss.backward()
-    need_no_nan_result("grad_log_probs", log_probs.grad)
-    return {"loss": loss.detach(), "grad_log_probs": log_probs.grad}
+    need_no_nan_result(f"grad_{wrt}", x.grad)
+    return {"loss": loss.detach(), f"grad_{wrt}": x.grad}
+
+
+def actor_loss_seq_mean(inp, prm):
+    eps = with_defaults(prm, DEFAULTS)["clip_range_ratio"]
+    check_seq_mean_loss(inp, ["log_probs", "old_log_probs", "advantages"], "clip_range_ratio", eps)
+    return loss_and_gradient(inp, "log_probs", lambda log_probs: seq_mean_policy_loss(
+        log_probs, inp["old_log_probs"], inp["advantages"], inp["mask"], eps))
 
 
 # ---- cases ----
@@ -77,12 +89,14 @@ def sign_grid():
             "advantages": torch.tensor([[1.5] * 7, [-1.5] * 7], dtype=F64), "mask": length_mask(2, 7, [7, 4])}
 
 
-def with_hole():
-    batch = batch_of(3, 6, 0.4, lengths=[6, 5, 6])
-    batch["mask"][0, 2] = 0
-    batch["mask"][2, 0] = 0
-    batch["mask"][2, 4] = 0
-    return batch
+def with_holes(build, holes):
+    """build(), then a 0 in the mask at each (row, column) of holes."""
+    return mutated(build, lambda batch: [batch["mask"].__setitem__(hole, 0) for hole in holes])
+
+
+def as_bool_mask(build):
+    """build(), with the mask given as bool."""
+    return mutated(build, lambda batch: batch.update(mask=batch["mask"].bool()))
 
 
 def masked_large():
@@ -92,12 +106,6 @@ def masked_large():
     batch["log_probs"][0, 5] = batch["old_log_probs"][0, 5] + 80.0
     batch["log_probs"][1, 4] = batch["old_log_probs"][1, 4] - 80.0
     batch["advantages"][0, 5] = -2.0
-    return batch
-
-
-def bool_mask():
-    batch = batch_of(3, 5, 0.3, lengths=[5, 2, 4])
-    batch["mask"] = batch["mask"].bool()
     return batch
 
 
@@ -141,10 +149,11 @@ CASES = [
     FloatCase("partial-mask", f"{WHAT}, rows masked from different positions", PARAMS,
               lambda: batch_of(3, 7, 0.4, lengths=[7, 3, 5])),
     FloatCase("mask-with-hole", f"{WHAT}, zeros inside rows (each row divides by its count of ones)", PARAMS,
-              with_hole),
+              with_holes(lambda: batch_of(3, 6, 0.4, lengths=[6, 5, 6]), [(0, 2), (2, 0), (2, 4)])),
     FloatCase("masked-large-log-ratio", f"{WHAT}, log-ratios of +-80 at masked positions (not masked before exp; "
               "the mask multiplies the surrogate)", PARAMS, masked_large),
-    FloatCase("bool-mask", f"{WHAT}, the mask given as bool", PARAMS, bool_mask),
+    FloatCase("bool-mask", f"{WHAT}, the mask given as bool", PARAMS,
+              as_bool_mask(lambda: batch_of(3, 5, 0.3, lengths=[5, 2, 4]))),
     FloatCase("default-params", f"{WHAT}, clip_range_ratio left out (0.2)", {},
               lambda: batch_of(3, 6, 0.5, lengths=[6, 2, 4])),
     FloatCase("kink-ratio-at-upper-bound", f"{WHAT}, ratios exactly at 1 + eps (eps = e^(5/32) - 1): the two "

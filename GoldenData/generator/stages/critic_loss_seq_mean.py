@@ -14,8 +14,9 @@ import torch
 
 from ..cases import ErrorCase, FloatCase, Stage, length_mask, mutated, randint, random_params_case
 from ..fixture_format import F64, V1_1_TOL
-from ..reference import check_loss_inputs, leaf, need, need_no_nan_result, with_defaults
-from .actor_loss_seq_mean import masked_mean_over_rows, need_every_row
+from ..reference import with_defaults
+from .actor_loss_seq_mean import (as_bool_mask, check_seq_mean_loss, loss_and_gradient, masked_mean_over_rows,
+                                  with_holes)
 from .critic_loss import at_bound
 
 DEFAULTS = {"clip_range_value": 5.0}   # align-anything configs/train/text_to_text/ppo.yaml
@@ -29,17 +30,10 @@ def seq_mean_value_loss(values, old_values, returns, mask, clip_range_value):
 
 
 def critic_loss_seq_mean(inp, prm):
-    prm = with_defaults(prm, DEFAULTS)
-    check_loss_inputs(inp, ["values", "old_values", "returns"])
-    need_every_row(inp["mask"])
-    c = prm["clip_range_value"]
-    need(math.isfinite(c) and c >= 0, "clip_range_value must be finite and >= 0")
-    values = leaf(inp["values"])   # old_values and returns are constants
-    loss = seq_mean_value_loss(values, inp["old_values"], inp["returns"], inp["mask"], c)
-    need_no_nan_result("loss", loss)
-    loss.backward()
-    need_no_nan_result("grad_values", values.grad)
-    return {"loss": loss.detach(), "grad_values": values.grad}
+    c = with_defaults(prm, DEFAULTS)["clip_range_value"]
+    check_seq_mean_loss(inp, ["values", "old_values", "returns"], "clip_range_value", c)
+    return loss_and_gradient(inp, "values", lambda values: seq_mean_value_loss(
+        values, inp["old_values"], inp["returns"], inp["mask"], c))
 
 
 # ---- cases ----
@@ -56,20 +50,6 @@ def batch_of(b, m, drift, lengths=None, returns_spread=0.5):
 def far_returns():
     batch = batch_of(2, 5, 0.5, lengths=[5, 3])
     batch["returns"] = batch["old_values"] + torch.tensor([[3.0, -3.0, 0.05, -0.05, 1.0]] * 2, dtype=F64)
-    return batch
-
-
-def with_hole():
-    batch = batch_of(3, 6, 0.4, lengths=[6, 6, 3])
-    batch["mask"][0, 1] = 0
-    batch["mask"][1, 5] = 0
-    batch["mask"][1, 2] = 0
-    return batch
-
-
-def bool_mask():
-    batch = batch_of(2, 6, 0.3, lengths=[6, 2])
-    batch["mask"] = batch["mask"].bool()
     return batch
 
 
@@ -113,8 +93,9 @@ CASES = [
     FloatCase("one-token-row", f"{WHAT}, a one-token row next to a row of 8: both rows weigh 1/2", PARAMS,
               lambda: batch_of(2, 8, 0.5, lengths=[8, 1])),
     FloatCase("mask-with-hole", f"{WHAT}, zeros inside rows (each row divides by its count of ones)", PARAMS,
-              with_hole),
-    FloatCase("bool-mask", f"{WHAT}, the mask given as bool", PARAMS, bool_mask),
+              with_holes(lambda: batch_of(3, 6, 0.4, lengths=[6, 6, 3]), [(0, 1), (1, 5), (1, 2)])),
+    FloatCase("bool-mask", f"{WHAT}, the mask given as bool", PARAMS,
+              as_bool_mask(lambda: batch_of(2, 6, 0.3, lengths=[6, 2]))),
     FloatCase("kink-value-at-bound", f"{WHAT}, new values exactly at old_values +- 0.25 (the two errors tie; "
               "autograd splits the maximum half/half and the clamp passes the gradient at its bound)",
               {"clip_range_value": 0.25}, masked_kink),

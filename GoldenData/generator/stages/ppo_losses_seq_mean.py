@@ -16,14 +16,15 @@ import math
 
 import torch
 
-from ..cases import (ErrorCase, FloatCase, Stage, attention_rows, close_to, log_prob_like, mutated, randint,
-                     random_params_case, rows_tensor)
+from ..cases import ErrorCase, FloatCase, Stage, close_to, mutated, randint, random_params_case, rows_tensor
 from ..fixture_format import F64, V1_1_TOL
 from ..reference import (leaf, need, need_float, need_mask, need_no_nan_result, need_shape, same_float_dtype,
                          with_defaults)
 from .actor_loss_seq_mean import masked_mean_over_rows, need_every_row, seq_mean_policy_loss
 from .critic_loss_seq_mean import seq_mean_value_loss
 from .gae_masked import masked_advantages_and_returns
+from .ppo_losses import batch_of as ds_batch_of
+from .ppo_losses import toy as ds_toy
 from .rewards_kl_end_clamped import end_clamped_rewards
 
 DEFAULTS = {"kl_coeff": 0.02, "clip_range_score": 50.0, "clip_range_ratio": 0.2, "clip_range_value": 5.0,
@@ -104,34 +105,28 @@ WHAT = ("align-anything PPOTrainer.rl_step data flow (add_kl_divergence_regulari
         "actor_loss_fn, critic_loss_fn, logged statistics)")
 
 
-def batch_on(attention, scores=None):
-    b, n = attention.shape[0], attention.shape[1] - 1
-    lp = log_prob_like(b, n)
-    values = torch.randn(b, n, dtype=F64)
-    return {
-        "attention_mask": attention,
-        "log_probs": lp,
-        "ref_log_probs": lp + torch.randn(b, n, dtype=F64) * 0.3,
-        "reward_values": values,
-        "new_log_probs": lp + torch.randn(b, n, dtype=F64) * 0.3,
-        "new_values": values + torch.randn(b, n, dtype=F64) * 0.5,
-        "reward": torch.tensor(scores, dtype=F64) if scores else torch.randn(b, dtype=F64) * 2.0,
-    }
+def aa_names(batch):
+    """A v1 ppo_losses batch under align-anything's input names."""
+    batch["reward_values"] = batch.pop("values")
+    batch["reward"] = batch.pop("reward_score")
+    return batch
 
 
 def batch_of(length, prompt_length, answer_lengths, left_pads=None, scores=None):
-    return batch_on(attention_rows(length, prompt_length, answer_lengths, left_pads), scores)
+    return aa_names(ds_batch_of(length, prompt_length, answer_lengths, left_pads, scores))
 
 
 def from_ids(ids, pad_id):
     """align-anything's attention_mask: ids != pad."""
-    return batch_on((rows_tensor(ids) != pad_id).to(torch.int64))
+    batch = batch_of(len(ids[0]), 1, [len(ids[0]) - 1] * len(ids))
+    batch["attention_mask"] = (rows_tensor(ids) != pad_id).to(torch.int64)
+    return batch
 
 
 def with_hole():
-    attention = attention_rows(10, 3, [6, 4])
-    attention[0, 5] = 0   # a generated pad inside the answer
-    return batch_on(attention)
+    batch = batch_of(10, 3, [6, 4])
+    batch["attention_mask"][0, 5] = 0   # a generated pad inside the answer
+    return batch
 
 
 def garbage_past_end():
@@ -142,18 +137,8 @@ def garbage_past_end():
 
 
 def toy():
-    # peer-conventions section 11: L = 7, P = 2, three answer tokens; d = log_probs - ref_log_probs.
-    d = torch.tensor([[0.0, 0.1, -0.2, 0.3, 0.5, -0.4]], dtype=F64)
-    values = torch.tensor([[0.0, 0.5, 0.4, 0.3, 0.2, 0.1]], dtype=F64)
-    return {
-        "attention_mask": rows_tensor([[1, 1, 1, 1, 1, 0, 0]]),
-        "log_probs": d - 2.0,
-        "ref_log_probs": torch.full((1, 6), -2.0, dtype=F64),
-        "reward_values": values,
-        "new_log_probs": d - 2.0 + torch.tensor([[0.0, 0.1, -0.3, 0.05, 0.0, 0.0]], dtype=F64),
-        "new_values": values + torch.tensor([[0.0, 0.3, -0.1, 0.1, 0.0, 0.0]], dtype=F64),
-        "reward": torch.tensor([1.0], dtype=F64),
-    }
+    # peer-conventions section 11: the inputs of v1's ppo_losses peer-toy.
+    return aa_names(ds_toy())
 
 
 def toy_check(out):
