@@ -79,6 +79,7 @@ class Stage:
     implementation: object   # (inputs, params) -> dict of output tensors, or raises GoldenError
     cases: list              # FloatCase and ErrorCase, in the order they are written and listed
     catalog_prefixes: tuple  # the common start of the cases' `what`, which --list leaves out
+    tolerance: dict = None   # {dtype: {"abs", "rel"}} of its float fixtures; None: DEFAULT_TOL
 
 
 # ---- from a case to fixtures ----
@@ -98,7 +99,8 @@ def cast_inputs(inputs, dtype):
 
 def float_fixtures(stage, case):
     """The (file name, fixture) pairs of a FloatCase: its outputs computed by the
-    stage's implementation in each dtype, with the default tolerance."""
+    stage's implementation in each dtype, with the stage's tolerance (by default
+    DEFAULT_TOL)."""
     seed = case_seed(stage.name, case.name)
     torch.manual_seed(seed)
     base = case.build()
@@ -120,7 +122,7 @@ def float_fixtures(stage, case):
             "params": params,
             "inputs": {k: encode_tensor(v) for k, v in inputs.items()},
             "expected": {k: encode_tensor(v) for k, v in outputs.items()},
-            "tolerance": dict((case.tolerance or DEFAULT_TOL)[dtype]),
+            "tolerance": dict((case.tolerance or stage.tolerance or DEFAULT_TOL)[dtype]),
         }))
     return fixtures
 

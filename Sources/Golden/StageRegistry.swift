@@ -22,6 +22,11 @@ public let stageRegistry: [any StageAdapter.Type] = [
     RewardEndLossSqregStage.self,
     RewardEndScoresSeqclsStage.self,
     RewardEndLossMarginCenterStage.self,
+    RewardsKLEndClampedStage.self,
+    GAEMaskedStage.self,
+    ActorLossSeqMeanStage.self,
+    CriticLossSeqMeanStage.self,
+    PPOLossesSeqMeanStage.self,
 ]
 
 /// The adapter of the stage with fixture name `name`.

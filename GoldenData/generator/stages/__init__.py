@@ -25,6 +25,11 @@ STAGE_NAMES = [
     "reward_end_loss_sqreg",
     "reward_end_scores_seqcls",
     "reward_end_loss_margin_center",
+    "rewards_kl_end_clamped",
+    "gae_masked",
+    "actor_loss_seq_mean",
+    "critic_loss_seq_mean",
+    "ppo_losses_seq_mean",
 ]
 
 STAGES = [importlib.import_module(f"{__name__}.{name}").STAGE for name in STAGE_NAMES]
