@@ -19,6 +19,8 @@ let stages = [
     "CriticLoss",          // critic_loss
     "DPOLoss",             // dpo_loss
     "SFTLoss",             // sft_loss, and the step 1/2 data preparation on token ids
+    // v1.1, the seed systems: TRL's PPO.
+    "MaskedWhiten",        // masked_whiten
 ]
 
 var targets: [Target] = [

@@ -17,6 +17,8 @@ public let stageRegistry: [any StageAdapter.Type] = [
     // Added after v1 (a new stage never changes an old one).
     SFTLossStage.self,
     TinyLMStage.self,
+    // v1.1, the seed systems (shared/spec/v1.1-seed-systems.md): TRL's PPO.
+    MaskedWhitenStage.self,
 ]
 
 /// The adapter of the stage with fixture name `name`.

@@ -20,6 +20,8 @@ STAGE_NAMES = [
     "ppo_losses",
     "sft_loss",   # added after v1
     "tiny_lm",    # added after v1: the end-to-end chapter's model
+    # v1.1, the seed systems (shared/spec/v1.1-seed-systems.md): TRL's PPO
+    "masked_whiten",
 ]
 
 STAGES = [importlib.import_module(f"{__name__}.{name}").STAGE for name in STAGE_NAMES]
