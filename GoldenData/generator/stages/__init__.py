@@ -22,6 +22,7 @@ STAGE_NAMES = [
     "tiny_lm",    # added after v1: the end-to-end chapter's model
     # v1.1, the seed systems (shared/spec/v1.1-seed-systems.md): TRL's PPO
     "masked_whiten",
+    "rewards_kl_first_pad",
 ]
 
 STAGES = [importlib.import_module(f"{__name__}.{name}").STAGE for name in STAGE_NAMES]
