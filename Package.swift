@@ -40,6 +40,12 @@ targets += [
     ),
     // TRL PPO's rollout rewards, which whiten them when asked.
     .target(name: "RewardsKLFirstPad", dependencies: ["TensorCore", "MaskedWhiten"]),
+    // One TRL PPO update, chaining the rollout, GAE, whitening and v1's losses.
+    .target(
+        name: "PPOLossesJointWhitened",
+        dependencies: ["TensorCore", "MaskedWhiten", "RewardsKLFirstPad", "GAE", "GatherLogProbs", "ActorLoss",
+                       "CriticLoss"]
+    ),
     // The only SIMD, unsafe-pointer and threaded code: the fused gather_log_probs
     // and its backward, each tested equal to its plain stage.
     .target(name: "FusedKernels", dependencies: ["TensorCore", "GatherLogProbs"]),
@@ -48,7 +54,7 @@ targets += [
     // the end-to-end chapter trains in seconds there too; nothing else changes.
     .target(name: "TinyLM", dependencies: ["TensorCore"], swiftSettings: [.unsafeFlags(["-O"])]),
     // The fixture format `rlhf-golden-v1`: reading, running a stage, comparing.
-    .target(name: "Golden", dependencies: ["TensorCore", "PPOStep", "TinyLM", "RewardsKLFirstPad"]
+    .target(name: "Golden", dependencies: ["TensorCore", "PPOStep", "TinyLM", "RewardsKLFirstPad", "PPOLossesJointWhitened"]
                                  + stages.map { .byName(name: $0) }),
     // SFT, reward model, PPO and DPO on the toy language, with the library's stages.
     .target(name: "EndToEnd", dependencies: ["TensorCore", "TinyLM", "PPOStep"] + stages.map { .byName(name: $0) }),
@@ -61,7 +67,8 @@ targets += [
 ]
 
 // One test target per module: golden fixtures, known answers and invariants.
-for name in ["TensorCore", "Golden", "PPOStep", "FusedKernels", "TinyLM", "EndToEnd", "RewardsKLFirstPad"] + stages {
+for name in ["TensorCore", "Golden", "PPOStep", "FusedKernels", "TinyLM", "EndToEnd", "RewardsKLFirstPad",
+                 "PPOLossesJointWhitened"] + stages {
     let shared = ["TestSupport", "TensorCore", "Golden"].filter { $0 != name }
     targets.append(
         .testTarget(name: name + "Tests", dependencies: [.byName(name: name)] + shared.map { .byName(name: $0) })
@@ -125,10 +132,10 @@ let benchmarkProducts: [Product] = [.executable(name: "rlhf-bench", targets: ["B
 /// ```
 ///
 /// Then `import GAE`, `import TensorCore`, ... (Tests/LibraryConsumer builds one.)
-let mathModules = ["TensorCore"] + stages + ["PPOStep", "RewardsKLFirstPad", "FusedKernels", "TinyLM"]
+let mathModules = ["TensorCore"] + stages + ["PPOStep", "RewardsKLFirstPad", "PPOLossesJointWhitened", "FusedKernels", "TinyLM"]
 let libraryProducts: [Product] =
     [.library(name: "RLHFMath", targets: mathModules + ["Golden"])]
-    + (stages + ["PPOStep", "RewardsKLFirstPad", "FusedKernels"]).map { .library(name: $0, targets: [$0]) }
+    + (stages + ["PPOStep", "RewardsKLFirstPad", "PPOLossesJointWhitened", "FusedKernels"]).map { .library(name: $0, targets: [$0]) }
 
 let package = Package(
     name: "RLHFMath",

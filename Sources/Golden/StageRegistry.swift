@@ -20,6 +20,7 @@ public let stageRegistry: [any StageAdapter.Type] = [
     // v1.1, the seed systems (shared/spec/v1.1-seed-systems.md): TRL's PPO.
     MaskedWhitenStage.self,
     RewardsKLFirstPadStage.self,
+    PPOLossesJointWhitenedStage.self,
 ]
 
 /// The adapter of the stage with fixture name `name`.

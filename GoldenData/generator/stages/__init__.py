@@ -23,6 +23,7 @@ STAGE_NAMES = [
     # v1.1, the seed systems (shared/spec/v1.1-seed-systems.md): TRL's PPO
     "masked_whiten",
     "rewards_kl_first_pad",
+    "ppo_losses_joint_whitened",
 ]
 
 STAGES = [importlib.import_module(f"{__name__}.{name}").STAGE for name in STAGE_NAMES]
