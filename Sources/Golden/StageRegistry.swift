@@ -27,6 +27,9 @@ public let stageRegistry: [any StageAdapter.Type] = [
     ActorLossSeqMeanStage.self,
     CriticLossSeqMeanStage.self,
     PPOLossesSeqMeanStage.self,
+    MaskedWhitenStage.self,
+    RewardsKLFirstPadStage.self,
+    PPOLossesJointWhitenedStage.self,
 ]
 
 /// The adapter of the stage with fixture name `name`.

@@ -30,6 +30,9 @@ STAGE_NAMES = [
     "actor_loss_seq_mean",
     "critic_loss_seq_mean",
     "ppo_losses_seq_mean",
+    "masked_whiten",
+    "rewards_kl_first_pad",
+    "ppo_losses_joint_whitened",
 ]
 
 STAGES = [importlib.import_module(f"{__name__}.{name}").STAGE for name in STAGE_NAMES]
