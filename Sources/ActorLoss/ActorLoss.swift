@@ -41,9 +41,16 @@ public struct ActorLossResult<T: FloatScalar>: Sendable {
 ///
 /// Matches DeepSpeed-Chat `dschat/rlhf/ppo_trainer.py :: actor_loss_fn`.
 ///
+/// Infinite inputs give what PyTorch gives (an infinite ratio or advantage can
+/// make the loss ±inf), and where PyTorch's loss is NaN the stage throws: an
+/// infinite input at a masked token (its log-ratio `(inf - x) · 0`, or its loss
+/// term times the mask 0, is NaN in PyTorch's `sum(loss · mask)`), or a kept
+/// token whose term is NaN (equal infinite log-probs, inf - inf; an infinite
+/// advantage times a ratio of 0).
+///
 /// - Throws: ``StageError`` for shapes that do not agree, a mask that is not 0/1
-///   or selects no element (the mean would be 0/0), NaN in an input, or a
-///   negative `cliprange`.
+///   or selects no element (the mean would be 0/0), NaN in an input, a negative
+///   `cliprange`, or a loss that would be NaN (`nonFiniteResult` naming `loss`).
 @inlinable
 public func actorLoss<T: FloatScalar>(
     logProbs: Tensor<T>,
@@ -79,7 +86,7 @@ public func actorLoss<T: FloatScalar>(
         let advantage = advantages.scalars[i]
         let unclippedLoss = -advantage * ratio
         let clippedLoss = -advantage * clippedRatio
-        tokenLosses[i] = max(unclippedLoss, clippedLoss)
+        tokenLosses[i] = maximumPropagatingNaN(unclippedLoss, clippedLoss)  // a NaN term stays NaN, as in torch.max
     }
     let (sum, count) = maskedSum(tokenLosses, mask: mask.scalars)
     guard count > 0 else {
@@ -87,9 +94,15 @@ public func actorLoss<T: FloatScalar>(
                          "the mask \(describe(shape: mask.shape)) selects no token; the token-mean would be 0/0")
     }
     let loss = sum / T(count)
-    try check.noNaNInResult(Tensor(scalar: loss), "loss")
-    return ActorLossResult(loss: loss, ratios: Tensor.make(logProbs.shape, ratios),
-                           tokenLosses: Tensor.make(logProbs.shape, tokenLosses), tokenCount: count)
+    // The sum above skips masked tokens; PyTorch's sum(loss_t · mask_t) multiplies
+    // them by 0, and a masked token with an infinite input has an infinite or NaN
+    // term (its log-ratio is (inf - x) · 0 = NaN already): inf · 0 makes the loss NaN.
+    try check.noNonFiniteDroppedByMask(tokenLosses, mask: mask.scalars, shape: mask.shape, "loss",
+                                       what: "the token loss (an infinite input at a masked token)")
+    let result = ActorLossResult(loss: loss, ratios: Tensor.make(logProbs.shape, ratios),
+                                 tokenLosses: Tensor.make(logProbs.shape, tokenLosses), tokenCount: count)
+    try check.noNaNInResult(loss, "loss", terms: result.tokenLosses, "the token loss")
+    return result
 }
 
 /// The gradient of `actorLoss` with respect to the new log-probs.
@@ -110,7 +123,14 @@ public func actorLoss<T: FloatScalar>(
 /// Masked tokens get zero. At a kink (ratio exactly 1±ε, so u = c) the tie rule
 /// and the inclusive clamp bounds follow PyTorch's autograd.
 ///
-/// - Throws: ``StageError`` as `actorLoss` does.
+/// Infinite inputs follow autograd too: the branch `max` does not take gets an
+/// exact 0, and so does the clipped branch outside the clip range (a select, not
+/// a multiply by 0, so an infinite advantage there adds 0, not NaN); an infinite
+/// advantage or ratio gives ±inf. Where autograd gives NaN (a term of 0 times an
+/// infinite ratio: a clipped token whose log-ratio is +inf), the stage throws.
+///
+/// - Throws: ``StageError`` as `actorLoss` does, and `nonFiniteResult` naming
+///   `grad_log_probs` where the gradient would be NaN.
 @inlinable
 public func actorLossGradLogProbs<T: FloatScalar>(
     logProbs: Tensor<T>, oldLogProbs: Tensor<T>, advantages: Tensor<T>, mask: Tensor<Int64>, cliprange: Double
@@ -125,9 +145,16 @@ public func actorLossGradLogProbs<T: FloatScalar>(
         let advantage = advantages.scalars[i]
         let clippedRatio = min(max(ratio, lowerBound), upperBound)
         let (toUnclipped, toClipped) = maximumGradientShares(-advantage * ratio, -advantage * clippedRatio)
-        let insideClipRange: T = (ratio >= lowerBound && ratio <= upperBound) ? 1 : 0
-        let gradRatio = perToken * (toUnclipped * -advantage + toClipped * -advantage * insideClipRange)
-        gradLogProbs.scalars[i] = gradRatio * ratio
+        // In autograd's order: the share of the upstream 1/n times -A, per branch.
+        // The clamp passes its gradient only inside [1-ε, 1+ε] and gives an exact 0
+        // outside (PyTorch's clamp backward is a select): multiplying by a 0/1
+        // indicator instead would turn an infinite A into inf · 0 = NaN there.
+        let throughUnclipped = (toUnclipped * perToken) * -advantage
+        let throughClipped = ratio >= lowerBound && ratio <= upperBound ? (toClipped * perToken) * -advantage : 0
+        gradLogProbs.scalars[i] = (throughUnclipped + throughClipped) * ratio
     }
+    // 0 · inf is NaN in autograd too: a token whose ratio is inf and whose
+    // gradient with respect to the ratio is 0 (the clipped branch won).
+    try InputCheck(stage: "actor_loss").noNaNInResult(gradLogProbs, "grad_log_probs")
     return gradLogProbs
 }

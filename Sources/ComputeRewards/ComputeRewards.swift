@@ -26,11 +26,45 @@ import TensorCore
 /// (`rewards[j, start:ends[j]][-1] += reward_clip[j]`). align-anything and OpenRLHF
 /// put the score on the last answer token instead (see the chapter on it).
 ///
+/// Infinite inputs give what PyTorch gives: an infinite log-prob makes the KL term
+/// ±inf, and an infinite score is clamped to ±clip_reward_value. Where PyTorch's
+/// reward is NaN the stage throws: where both log-probs are the same infinity
+/// (inf - inf), or `klCtl` = 0 meets an infinite difference (0 · inf).
+///
 /// - Throws: ``StageError`` for shapes that do not agree, a mask that is not 0/1,
 ///   NaN in a float input, `promptLength` outside `[1, N]` (no answer position), a
-///   negative `clipRewardValue`, or a NaN result (infinite log-probs).
+///   negative `clipRewardValue`, or a reward that would be NaN (`nonFiniteResult`
+///   naming `rewards` and the index).
 @inlinable
 public func computeRewards<T: FloatScalar>(
+    logProbs: Tensor<T>,
+    refLogProbs: Tensor<T>,
+    rewardScore: Tensor<T>,
+    actionMask: Tensor<Int64>,
+    promptLength: Int,
+    klCtl: Double,
+    clipRewardValue: Double
+) throws(StageError) -> Tensor<T> {
+    let rewards = try computeRewardsWithoutResultCheck(
+        logProbs: logProbs, refLogProbs: refLogProbs, rewardScore: rewardScore, actionMask: actionMask,
+        promptLength: promptLength, klCtl: klCtl, clipRewardValue: clipRewardValue)
+    // -kl_ctl · (log_probs - ref_log_probs) is NaN where both log-probs are the same
+    // infinity (inf - inf) or a kl_ctl of 0 meets an infinite difference (0 · inf),
+    // in PyTorch too. The clamped score added on top is finite.
+    try InputCheck(stage: "compute_rewards").noNaNInResult(rewards, "rewards")
+    return rewards
+}
+
+/// `computeRewards` with every input check but without the last check, that the
+/// result holds no NaN.
+///
+/// For `ppoLosses`, which zeroes each row from its end on before anything reads
+/// the rewards, as DeepSpeed-Chat's `train_rlhf` does: a NaN KL term there is
+/// gone in PyTorch's result too, so `ppoLosses` checks the rewards after zeroing.
+///
+/// - Throws: ``StageError`` as `computeRewards` does, except for a NaN result.
+@inlinable
+public func computeRewardsWithoutResultCheck<T: FloatScalar>(
     logProbs: Tensor<T>,
     refLogProbs: Tensor<T>,
     rewardScore: Tensor<T>,
@@ -68,7 +102,6 @@ public func computeRewards<T: FloatScalar>(
         let clippedScore = min(max(rewardScore.scalars[row], -clipBound), clipBound)
         rewards[row, scorePosition] += clippedScore
     }
-    try check.noNaNInResult(rewards, "rewards")
     return rewards
 }
 

@@ -38,8 +38,15 @@ public struct CriticLossResult<T: FloatScalar>: Sendable {
 /// Matches DeepSpeed-Chat `dschat/rlhf/ppo_trainer.py :: critic_loss_fn`
 /// (the computation order `0.5 * sum(...) / mask.sum()` included).
 ///
+/// Infinite inputs give what PyTorch gives (an infinite value, old value or
+/// return makes a squared error, and so the loss, +inf), and where PyTorch's loss
+/// is NaN the stage throws: an infinite input at a masked token (its squared
+/// error inf times the mask 0 is NaN in PyTorch's `sum(... · mask)`), or a kept
+/// token with V = R = ±inf (inf - inf).
+///
 /// - Throws: ``StageError`` for shapes that do not agree, a mask that is not 0/1
-///   or selects no element, NaN in an input, or a negative `cliprangeValue`.
+///   or selects no element, NaN in an input, a negative `cliprangeValue`, or a
+///   loss that would be NaN (`nonFiniteResult` naming `loss`).
 @inlinable
 public func criticLoss<T: FloatScalar>(
     values: Tensor<T>,
@@ -68,7 +75,9 @@ public func criticLoss<T: FloatScalar>(
         let unclippedError = (value - target) * (value - target)
         let clippedError = (valueClipped - target) * (valueClipped - target)
         clippedValues[i] = valueClipped
-        tokenLosses[i] = max(unclippedError, clippedError)
+        // NaN-propagating, as torch.max: with V_old = R = inf the clipped error is
+        // (inf - inf)² = NaN beside an unclipped inf, and PyTorch's loss is NaN.
+        tokenLosses[i] = maximumPropagatingNaN(unclippedError, clippedError)
     }
     let (sum, count) = maskedSum(tokenLosses, mask: mask.scalars)
     guard count > 0 else {
@@ -76,9 +85,15 @@ public func criticLoss<T: FloatScalar>(
                          "the mask \(describe(shape: mask.shape)) selects no token; the token-mean would be 0/0")
     }
     let loss = (0.5 * sum) / T(count)
-    try check.noNaNInResult(Tensor(scalar: loss), "loss")
-    return CriticLossResult(loss: loss, clippedValues: Tensor.make(values.shape, clippedValues),
-                            tokenLosses: Tensor.make(values.shape, tokenLosses), tokenCount: count)
+    // The sum above skips masked tokens; PyTorch's sum(error_t · mask_t) multiplies
+    // them by 0, and a masked token with an infinite input (or a squared error that
+    // overflows) has an error of inf: inf · 0 makes the loss NaN.
+    try check.noNonFiniteDroppedByMask(tokenLosses, mask: mask.scalars, shape: mask.shape, "loss",
+                                       what: "the squared error (an infinite input at a masked token)")
+    let result = CriticLossResult(loss: loss, clippedValues: Tensor.make(values.shape, clippedValues),
+                                  tokenLosses: Tensor.make(values.shape, tokenLosses), tokenCount: count)
+    try check.noNaNInResult(loss, "loss", terms: result.tokenLosses, "the squared error")
+    return result
 }
 
 /// The gradient of `criticLoss` with respect to the new values.
@@ -96,7 +111,14 @@ public func criticLoss<T: FloatScalar>(
 /// is exactly zero: the value has already moved ε_v from the old one. Masked
 /// tokens get zero. Ties and the inclusive bounds follow PyTorch's autograd.
 ///
-/// - Throws: ``StageError`` as `criticLoss` does.
+/// Infinite inputs follow autograd too: outside the clip bounds the clipped
+/// branch gives an exact 0 (a select, as PyTorch's clamp backward, not a multiply
+/// by 0: with V_old = ±inf the clipped value is ±inf, and inf · 0 would be NaN),
+/// and an infinite error gives ±inf. `2·(V - R)` is formed first, then scaled, as
+/// autograd does, so a difference near the float range overflows as PyTorch's does.
+///
+/// - Throws: ``StageError`` as `criticLoss` does, and `nonFiniteResult` naming
+///   `grad_values` where the gradient would be NaN.
 @inlinable
 public func criticLossGradValues<T: FloatScalar>(
     values: Tensor<T>, oldValues: Tensor<T>, returns: Tensor<T>, mask: Tensor<Int64>, cliprangeValue: Double
@@ -113,9 +135,13 @@ public func criticLossGradValues<T: FloatScalar>(
         let clippedError = (valueClipped - target) * (valueClipped - target)
         let (toUnclipped, toClipped) = maximumGradientShares(unclippedError, clippedError)
         let lower = oldValues.scalars[i] - clipRange, upper = oldValues.scalars[i] + clipRange
-        let insideBounds: T = (value >= lower && value <= upper) ? 1 : 0
-        gradValues.scalars[i] = perToken * (toUnclipped * 2 * (value - target)
-                                            + toClipped * 2 * (valueClipped - target) * insideBounds)
+        // In autograd's order: (share of the upstream 0.5/n) · 2(x - R) per branch;
+        // the clamp passes its gradient only inside the bounds and gives an exact 0
+        // outside (a select: a 0/1 indicator times an infinite error would be NaN).
+        let throughUnclipped = (toUnclipped * perToken) * (2 * (value - target))
+        let throughClipped = value >= lower && value <= upper ? (toClipped * perToken) * (2 * (valueClipped - target)) : 0
+        gradValues.scalars[i] = throughUnclipped + throughClipped
     }
+    try InputCheck(stage: "critic_loss").noNaNInResult(gradValues, "grad_values")
     return gradValues
 }

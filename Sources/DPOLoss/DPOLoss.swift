@@ -55,7 +55,16 @@ public struct DPOLossResult<T: FloatScalar>: Sendable {
 /// (`scale_coeff` is β). Its `compute_log_probs`, which builds the per-token
 /// inputs, scores only the last R - 1 answer tokens; that window is the caller's.
 ///
-/// - Throws: ``StageError`` for shapes that do not agree or NaN in an input.
+/// Infinite log-probs give what PyTorch gives: an infinite sequence log-prob
+/// makes its sample reward ±inf, the loss 0 or +inf, and the accuracy a plain
+/// comparison. Where PyTorch gives NaN in an output the stage throws, naming the
+/// first such output in the order above: `loss` (h = inf - inf, or β = 0 times
+/// an infinite margin), `reward` (better + worse = inf - inf: one reward +inf,
+/// the other -inf, while the loss is still 0 or inf), the two sample rewards,
+/// `reward_margin`.
+///
+/// - Throws: ``StageError`` for shapes that do not agree, NaN in an input, or an
+///   output that would be NaN (`nonFiniteResult` naming it and the index).
 @inlinable
 public func dpoLoss<T: FloatScalar>(
     betterLogProbs: Tensor<T>,
@@ -103,7 +112,14 @@ public func dpoLoss<T: FloatScalar>(
         rewardMargin: Tensor.make([batchSize], (0..<batchSize).map { betterRewards[$0] - worseRewards[$0] }),
         pairLosses: Tensor.make([batchSize], pairLosses)
     )
-    try check.noNaNInResult(Tensor(scalar: result.loss), "loss")
+    // Every output, in the fixture's order. The two rewards are added and
+    // subtracted apart from the loss: +inf and -inf give a NaN reward beside a loss
+    // of 0. reward_accuracy counts comparisons and is never NaN.
+    try check.noNaNInResult(result.loss, "loss", terms: result.pairLosses, "the pair loss")
+    try check.noNaNInResult(result.reward, "reward")
+    try check.noNaNInResult(result.betterSampleReward, "better_sample_reward")
+    try check.noNaNInResult(result.worseSampleReward, "worse_sample_reward")
+    try check.noNaNInResult(result.rewardMargin, "reward_margin")
     return result
 }
 
@@ -137,7 +153,11 @@ public struct DPOLossGradients<T: FloatScalar>: Sendable {
 /// already ranks far apart (z large) barely moves; a wrongly ranked pair moves by
 /// up to β / B per token.
 ///
-/// - Throws: ``StageError`` as `dpoLoss` does.
+/// An infinite z gives σ(-z) = 0 or 1, a finite gradient, as autograd does;
+/// a NaN z is already a NaN loss, which `dpoLoss` refuses.
+///
+/// - Throws: ``StageError`` as `dpoLoss` does (a NaN in any of its outputs
+///   included), and `nonFiniteResult` naming a gradient that would be NaN.
 @inlinable
 public func dpoLossGradLogProbs<T: FloatScalar>(
     betterLogProbs: Tensor<T>, worseLogProbs: Tensor<T>, refBetterLogProbs: Tensor<T>, refWorseLogProbs: Tensor<T>,
@@ -156,6 +176,9 @@ public func dpoLossGradLogProbs<T: FloatScalar>(
         for t in 0..<betterLogProbs.shape[1] { gradBetter[row, t] = -weight }
         for t in 0..<worseLogProbs.shape[1] { gradWorse[row, t] = weight }
     }
+    let check = InputCheck(stage: "dpo_loss")
+    try check.noNaNInResult(gradBetter, "grad_better_log_probs")
+    try check.noNaNInResult(gradWorse, "grad_worse_log_probs")
     return DPOLossGradients(gradBetterLogProbs: gradBetter, gradWorseLogProbs: gradWorse)
 }
 

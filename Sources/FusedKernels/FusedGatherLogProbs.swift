@@ -105,7 +105,8 @@ public func gatherLogProbsFused(logits: Tensor<Float>, labels: Tensor<Int64>) th
 ///
 /// - Throws: the same ``StageError``s as `gatherLogProbsGradLogits`, in the same
 ///   order: every `gatherLogProbsFused` error first, then a `gradOutput` whose
-///   shape is not [B, T] or that holds NaN.
+///   shape is not [B, T] or that holds NaN, then an infinite `gradOutput`
+///   (`nonFiniteResult` naming `grad_logits`).
 public func gatherLogProbsFusedGradLogits(
     logits: Tensor<Float>, labels: Tensor<Int64>, gradOutput: Tensor<Float>
 ) throws(StageError) -> Tensor<Float> {
@@ -156,6 +157,10 @@ public func gatherLogProbsFusedGradLogits(
         try check.noNaN(logits, "logits")
     }
     try check.noNaNInResult(Tensor.make(labels.shape, logProbs), "log_probs")
+    // As the plain version: an infinite grad_output makes the label's gradient NaN.
+    // Once the rows' log-softmax is NaN-free this is the only NaN the gradient can
+    // hold, so the [B, T, V] result needs no scan of its own.
+    try checkGatherGradOutputIsFinite(labels: labels, gradOutput: gradOutput, check)
     return Tensor.make(logits.shape, gradLogits)
 }
 

@@ -41,8 +41,15 @@ public struct GAEResult<T: FloatScalar>: Sendable {
 /// (itself from trlx). `γ·λ` is formed in Double before it meets a tensor, as the
 /// Python expression `self.gamma * self.lam * lastgaelam` does.
 ///
+/// Infinite inputs give what PyTorch gives: an infinite reward makes the
+/// advantages and returns up to it infinite. Where PyTorch's result is NaN the
+/// stage throws instead: an infinite V_t makes R_t = A_t + V_t inf - inf (A_t
+/// holds -V_t), and A_{t-1} = δ_{t-1} + γλ·A_t meets +γ·V_t and -γλ·V_t
+/// (inf - inf, or 0 · inf when γλ = 0).
+///
 /// - Throws: ``StageError`` for shapes that do not agree, NaN in an input, `start`
-///   outside `[0, N)`, or a non-finite γ or λ.
+///   outside `[0, N)`, a non-finite γ or λ, or an output that would be NaN
+///   (`nonFiniteResult` naming `advantages` or `returns` and the index).
 @inlinable
 public func gae<T: FloatScalar>(
     values: Tensor<T>,
@@ -82,5 +89,8 @@ public func gae<T: FloatScalar>(
         }
     }
     try check.noNaNInResult(advantages, "advantages")
+    // An infinite V_t reaches A_t as -V_t (through δ_t), so R_t = A_t + V_t is
+    // inf - inf = NaN, in PyTorch too: checked on its own, not through advantages.
+    try check.noNaNInResult(returns, "returns")
     return GAEResult(advantages: advantages, returns: returns, deltas: deltas)
 }

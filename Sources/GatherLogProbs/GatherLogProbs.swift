@@ -76,8 +76,15 @@ public func checkGatherLogProbsInputs<T>(logits: Tensor<T>, labels: Tensor<Int64
 ///
 /// Matches PyTorch autograd through DeepSpeed-Chat's `gather_log_probs`.
 ///
-/// - Throws: ``StageError`` as `gatherLogProbs` does, and for a `gradOutput` whose
-///   shape is not [B, T] or that holds NaN.
+/// An infinite `grad_output[b, t]` g makes the label's gradient g - p·g NaN for
+/// every p in [0, 1] (inf - inf, or inf - 0·inf), in PyTorch too (the other
+/// entries are ∓inf, or NaN where p = 0): the stage throws, naming
+/// `grad_logits` at the label. Infinite logits need no care beyond the forward's:
+/// a row the forward accepts has every softmax p in [0, 1].
+///
+/// - Throws: ``StageError`` as `gatherLogProbs` does, for a `gradOutput` whose
+///   shape is not [B, T] or that holds NaN, and `nonFiniteResult` naming
+///   `grad_logits` for an infinite `gradOutput` (its gradient would be NaN).
 @inlinable
 public func gatherLogProbsGradLogits<T: FloatScalar>(
     logits: Tensor<T>, labels: Tensor<Int64>, gradOutput: Tensor<T>
@@ -87,6 +94,7 @@ public func gatherLogProbsGradLogits<T: FloatScalar>(
     let batchSize = logits.shape[0], length = logits.shape[1], vocabularySize = logits.shape[2]
     try check.shape(gradOutput, "grad_output", equals: [batchSize, length], sameAs: "[B, T] from logits \(describe(shape: logits.shape))")
     try check.noNaN(gradOutput, "grad_output")
+    try checkGatherGradOutputIsFinite(labels: labels, gradOutput: gradOutput, check)
 
     var gradLogits = Tensor<T>(shape: logits.shape, repeating: 0)
     for position in 0..<(batchSize * length) {
@@ -100,5 +108,24 @@ public func gatherLogProbsGradLogits<T: FloatScalar>(
             gradLogits.scalars[rowStart + v] = oneHot - probability * upstream
         }
     }
+    try check.noNaNInResult(gradLogits, "grad_logits")
     return gradLogits
+}
+
+/// Throws at the first infinite `grad_output[b, t]`, which makes the gradient
+/// NaN at the label `y` of that row, as in PyTorch (the log-softmax backward
+/// there is g - p_y·g: inf - inf for p_y > 0, inf - 0·inf for p_y = 0). O(B·T);
+/// the plain and the fused backward (`FusedKernels`) both run it after their
+/// input checks.
+@inlinable
+public func checkGatherGradOutputIsFinite<T: FloatScalar>(
+    labels: Tensor<Int64>, gradOutput: Tensor<T>, _ check: InputCheck
+) throws(StageError) {
+    for position in 0..<gradOutput.count where !gradOutput.scalars[position].isFinite {
+        let label = Int(labels.scalars[position])
+        let (b, t) = position.quotientAndRemainder(dividingBy: max(gradOutput.shape[1], 1))
+        throw StageError(.nonFiniteResult, stage: check.stage, argument: "grad_logits",
+                         "the result is NaN at index \(describe(shape: [b, t, label])): grad_output[\(b), \(t)] = "
+                         + "\(gradOutput.scalars[position]), and the label's gradient g - p·g is NaN for an infinite g")
+    }
 }

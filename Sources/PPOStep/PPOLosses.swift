@@ -66,10 +66,20 @@ public struct PPOLossesResult<T: FloatScalar>: Sendable {
 ///
 /// Matches DeepSpeed-Chat `dschat/rlhf/ppo_trainer.py :: DeepSpeedPPOTrainer.train_rlhf`.
 ///
+/// Infinite inputs give what PyTorch gives, stage by stage: an infinite value, or
+/// a NaN KL term, past a row's end is zeroed before GAE reads it, as in PyTorch.
+/// Where PyTorch gives NaN in an output, the stage throws `nonFiniteResult`
+/// naming the first such output in the order `rewards`, `advantages`, `returns`,
+/// `actor_loss`, `critic_loss`: e.g. an infinite value in the answer part makes
+/// its return inf - inf, and an infinite log-prob, new log-prob or new value past
+/// the end meets the answer mask's 0 in a loss's masked sum (inf · 0).
+///
 /// - Throws: ``StageError`` for shapes that do not agree, a mask that is not 0/1,
-///   NaN in an input, a `promptLength` outside `[1, L)`, or an answer mask that
-///   selects no token. An error of one of the four stages is re-thrown under
-///   `ppo_losses`, its detail saying which stage it came from.
+///   NaN in an input, a `promptLength` outside `[1, L)`, an answer mask that
+///   selects no token, or an output that would be NaN (`nonFiniteResult` naming
+///   it). An error of one of the four stages is re-thrown under `ppo_losses`,
+///   naming our input or output (see `ppoLossesError`), its detail saying which
+///   stage it came from.
 @inlinable
 public func ppoLosses<T: FloatScalar>(
     attentionMask: Tensor<Int64>,
@@ -122,38 +132,77 @@ public func ppoLosses<T: FloatScalar>(
                          "attention_mask[:, 1:][:, \(start):] selects no answer token; the losses' token-mean would be 0/0")
     }
 
+    // 1. The rewards: a KL penalty on every token, the clipped score one past the answer.
+    var rewards: Tensor<T>
     do {
-        // 1. The rewards: a KL penalty on every token, the clipped score one past the answer.
-        var rewards = try computeRewards(logProbs: logProbs, refLogProbs: refLogProbs, rewardScore: rewardScore,
-                                         actionMask: actionMask, promptLength: promptLength, klCtl: klCtl,
-                                         clipRewardValue: clipRewardValue)
-
-        // Zero rewards and values from each row's end on (the end itself is one past
-        // the score position, so the score survives).
-        var oldValues = values
-        let ends = answerEnds(actionMask: actionMask, start: start)
-        for row in 0..<batchSize {
-            for t in min(ends[row], positions)..<positions {
-                rewards[row, t] = 0
-                oldValues[row, t] = 0
-            }
-        }
-
-        // 2. Advantages and returns, from start on.
-        let estimate = try gae(values: oldValues, rewards: rewards, start: start, gamma: gamma, lambda: lambda)
-
-        // 3. The actor loss on the answer part.
-        let actor = try actorLoss(logProbs: newLogProbs.columns(start...), oldLogProbs: logProbs.columns(start...),
-                                  advantages: estimate.advantages, mask: answerMask, cliprange: cliprange)
-
-        // 4. The critic loss on the answer part.
-        let critic = try criticLoss(values: newValues.columns(start...), oldValues: oldValues.columns(start...),
-                                    returns: estimate.returns, mask: answerMask, cliprangeValue: cliprangeValue)
-
-        return PPOLossesResult(start: start, actionMask: actionMask, ends: ends, rewards: rewards,
-                               oldValues: oldValues, advantages: estimate.advantages, returns: estimate.returns,
-                               actor: actor, critic: critic)
+        // Not yet checked for NaN: the zeroing below may remove it, as in PyTorch.
+        rewards = try computeRewardsWithoutResultCheck(
+            logProbs: logProbs, refLogProbs: refLogProbs, rewardScore: rewardScore, actionMask: actionMask,
+            promptLength: promptLength, klCtl: klCtl, clipRewardValue: clipRewardValue)
     } catch {
-        throw StageError(error.kind, stage: check.stage, argument: error.argument, "in \(error.stage): \(error.detail)")
+        throw ppoLossesError(error, names: ["action_mask": "attention_mask"])
     }
+
+    // Zero rewards and values from each row's end on (the end itself is one past
+    // the score position, so the score survives).
+    var oldValues = values
+    let ends = answerEnds(actionMask: actionMask, start: start)
+    for row in 0..<batchSize {
+        for t in min(ends[row], positions)..<positions {
+            rewards[row, t] = 0
+            oldValues[row, t] = 0
+        }
+    }
+    // A KL term of inf - inf or 0 · inf (equal infinite log-probs, kl_ctl = 0) is
+    // NaN, in PyTorch too, unless it lies past the row's end and was just zeroed.
+    // old_values is `values` (NaN-free) with zeros: nothing to check.
+    try check.noNaNInResult(rewards, "rewards")
+
+    // 2. Advantages and returns, from start on (gae checks both for NaN).
+    let estimate: GAEResult<T>
+    do {
+        estimate = try gae(values: oldValues, rewards: rewards, start: start, gamma: gamma, lambda: lambda)
+    } catch {
+        throw ppoLossesError(error, names: ["values": "old_values", "start": "prompt_length"])
+    }
+
+    // 3. The actor loss on the answer part.
+    let actor: ActorLossResult<T>
+    do {
+        actor = try actorLoss(logProbs: newLogProbs.columns(start...), oldLogProbs: logProbs.columns(start...),
+                              advantages: estimate.advantages, mask: answerMask, cliprange: cliprange)
+    } catch {
+        throw ppoLossesError(error, names: ["log_probs": "new_log_probs", "old_log_probs": "log_probs",
+                                            "mask": "attention_mask", "loss": "actor_loss"])
+    }
+
+    // 4. The critic loss on the answer part.
+    let critic: CriticLossResult<T>
+    do {
+        critic = try criticLoss(values: newValues.columns(start...), oldValues: oldValues.columns(start...),
+                                returns: estimate.returns, mask: answerMask, cliprangeValue: cliprangeValue)
+    } catch {
+        throw ppoLossesError(error, names: ["values": "new_values", "mask": "attention_mask", "loss": "critic_loss"])
+    }
+
+    return PPOLossesResult(start: start, actionMask: actionMask, ends: ends, rewards: rewards,
+                           oldValues: oldValues, advantages: estimate.advantages, returns: estimate.returns,
+                           actor: actor, critic: critic)
+}
+
+/// An error of one of the four stages, re-thrown as `ppo_losses`' own: its
+/// argument renamed to what `ppo_losses` calls it (`names`: the stage's name ->
+/// ours, e.g. critic_loss's `values` is our `new_values`, its `loss` our
+/// `critic_loss`), so it names one of our inputs or one of our outputs. A NaN a
+/// stage finds in its input is a fault of ours, not of the caller, when that input
+/// is a quantity we computed (`rewards`, `old_values`, `advantages`, `returns`:
+/// our inputs were checked for NaN first): it becomes a `nonFiniteResult` naming
+/// that quantity. The detail says which stage threw.
+@inlinable
+func ppoLossesError(_ error: StageError, names: [String: String]) -> StageError {
+    let computed: Set<String> = ["rewards", "old_values", "advantages", "returns", "actor_loss", "critic_loss"]
+    let argument = names[error.argument] ?? error.argument
+    let kind: StageError.Kind = error.kind == .notANumber && computed.contains(argument) ? .nonFiniteResult : error.kind
+    let asNamed = argument == error.argument ? "" : " (its '\(error.argument)')"
+    return StageError(kind, stage: "ppo_losses", argument: argument, "in \(error.stage)\(asNamed): \(error.detail)")
 }

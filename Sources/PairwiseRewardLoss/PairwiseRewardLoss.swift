@@ -66,10 +66,17 @@ public struct PairwiseRewardLossResult<T: FloatScalar>: Sendable {
 ///
 /// Matches DeepSpeed-Chat `dschat/utils/model/reward_model.py :: RewardModel.forward`.
 ///
+/// Infinite rewards give what PyTorch gives: a chosen reward of +inf against a
+/// finite rejected one adds 0 to its pair's loss, -inf adds +inf; rewards outside
+/// every window are never read, and an end score is copied as it is. A window
+/// position where the chosen and rejected rewards are the same infinity has a
+/// gap of inf - inf = NaN, so the loss is NaN, in PyTorch too: the stage throws.
+///
 /// - Throws: ``StageError`` for an odd number of rows, shapes that do not agree,
 ///   NaN in `rewards`, a pair that differs at position 0 (DeepSpeed-Chat asserts
-///   `divergence_ind > 0`), or a pair whose window `[div, end)` is empty
-///   (PyTorch's mean of nothing is NaN).
+///   `divergence_ind > 0`), a pair whose window `[div, end)` is empty
+///   (PyTorch's mean of nothing is NaN), or a loss that would be NaN
+///   (`nonFiniteResult` naming `loss`).
 @inlinable
 public func pairwiseRewardLoss<T: FloatScalar>(
     inputIds: Tensor<Int64>,
@@ -155,7 +162,8 @@ public func pairwiseRewardLoss<T: FloatScalar>(
         endIndices: endIndices,
         pairLosses: pairLosses
     )
-    try check.noNaNInResult(Tensor(scalar: loss), "loss")
+    // The end scores are copies of NaN-free rewards; only the loss can be NaN.
+    try check.noNaNInResult(loss, "loss", terms: Tensor.make([batchSize], pairLosses), "the pair loss")
     return result
 }
 
@@ -176,7 +184,11 @@ public func pairwiseRewardLoss<T: FloatScalar>(
 /// amount, so a chosen and rejected row sum to zero. With equal rewards the
 /// gradient is ±1/(2·B·|W|), not zero: the loss ln 2 still asks for a margin.
 ///
-/// - Throws: ``StageError`` as `pairwiseRewardLoss` does.
+/// An infinite gap c_t - r_t gives σ = 0 or 1, a finite gradient (0 or
+/// ∓1/(B·|W|)), as autograd does; a NaN gap is already a NaN loss.
+///
+/// - Throws: ``StageError`` as `pairwiseRewardLoss` does, and `nonFiniteResult`
+///   naming `grad_rewards` where the gradient would be NaN.
 @inlinable
 public func pairwiseRewardLossGradRewards<T: FloatScalar>(
     inputIds: Tensor<Int64>, rewards: Tensor<T>, padId: Int64, numPaddingAtBeginning: Int
@@ -195,5 +207,6 @@ public func pairwiseRewardLossGradRewards<T: FloatScalar>(
             gradRewards[rejectedRow, t] = -gradChosen
         }
     }
+    try InputCheck(stage: "reward_pairwise_loss").noNaNInResult(gradRewards, "grad_rewards")
     return gradRewards
 }

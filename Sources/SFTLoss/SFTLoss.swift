@@ -38,9 +38,15 @@ public struct SFTLossResult<T: FloatScalar>: Sendable {
 /// `CrossEntropyLoss(ignore_index=-100)` after the shift), which DeepSpeed-Chat
 /// `training/step1_supervised_finetuning/main.py` trains with.
 ///
+/// Infinite logits give what PyTorch gives: a `-inf` logit at a counted label
+/// makes its term, and the loss, +inf. A counted position whose logits hold a
+/// `+inf` or nothing but `-inf` has a NaN log-softmax (inf - inf), in PyTorch too:
+/// the stage throws.
+///
 /// - Throws: ``StageError`` for shapes that do not agree, NaN in `logits`, a label
-///   in `labels[:, 1:]` outside `[0, V)` that is not `ignoreIndex`, or no label left
-///   to count (the mean would be 0/0).
+///   in `labels[:, 1:]` outside `[0, V)` that is not `ignoreIndex`, no label left
+///   to count (the mean would be 0/0), or a loss that would be NaN
+///   (`nonFiniteResult` naming `loss`).
 @inlinable
 public func sftLoss<T: FloatScalar>(
     logits: Tensor<T>, labels: Tensor<Int64>, ignoreIndex: Int64 = -100
@@ -80,7 +86,7 @@ public func sftLoss<T: FloatScalar>(
                          "no label is left in labels[:, 1:] of \(describe(shape: labels.shape)) after ignoring \(ignoreIndex); the mean would be 0/0")
     }
     let loss = T(sum) / T(count)
-    try check.noNaNInResult(Tensor(scalar: loss), "loss")
+    try check.noNaNInResult(loss, "loss", terms: tokenLosses, "the token loss -log p")
     return SFTLossResult(loss: loss, tokenLosses: tokenLosses, tokenCount: count)
 }
 
@@ -94,7 +100,15 @@ public func sftLoss<T: FloatScalar>(
 ///
 /// Shapes: as `sftLoss`; `grad_logits` [B, L, V]. Each counted row sums to zero.
 ///
-/// - Throws: ``StageError`` as `sftLoss` does.
+/// Infinite logits: a `-inf` logit gets exactly 0 (its softmax is 0), or -1/n at
+/// the label, as in autograd. An ignored position's gradient is 0 only while its
+/// log-softmax is a number: PyTorch's `cross_entropy` forms the log-softmax of
+/// every position of `logits[:, :-1]`, ignored ones included, and its backward
+/// there is 0 - exp(log_softmax)·0, which is NaN for a row holding a `+inf` or
+/// nothing but `-inf` (its log-softmax is NaN throughout). The stage throws there.
+///
+/// - Throws: ``StageError`` as `sftLoss` does, and `nonFiniteResult` naming
+///   `grad_logits` for such an ignored row (the loss itself is a number there).
 @inlinable
 public func sftLossGradLogits<T: FloatScalar>(
     logits: Tensor<T>, labels: Tensor<Int64>, ignoreIndex: Int64 = -100
@@ -102,11 +116,26 @@ public func sftLossGradLogits<T: FloatScalar>(
     let forward = try sftLoss(logits: logits, labels: labels, ignoreIndex: ignoreIndex)
     let batchSize = logits.shape[0], length = logits.shape[1], vocabularySize = logits.shape[2]
     let weight = T(1) / T(forward.tokenCount)
+    let check = InputCheck(stage: "sft_loss")
     var gradLogits = Tensor<T>(shape: logits.shape, repeating: 0)
     for b in 0..<batchSize {
-        for t in 0..<(length - 1) where labels[b, t + 1] != ignoreIndex {
+        for t in 0..<(length - 1) {
             let rowStart = (b * length + t) * vocabularySize
-            let (maximum, logSumShifted) = logSumExpParts(logits.scalars[rowStart..<(rowStart + vocabularySize)])
+            let row = logits.scalars[rowStart..<(rowStart + vocabularySize)]
+            if labels[b, t + 1] == ignoreIndex {
+                // Not counted, so 0 here, but PyTorch still forms this row's
+                // log-softmax and multiplies its exp by the gradient 0: a +inf logit,
+                // or a row of nothing but -inf, makes the log-softmax NaN
+                // (inf - inf, -inf - (-inf)), and NaN · 0 = NaN in every entry.
+                if let maximum = row.max(), maximum.isInfinite {
+                    throw StageError(.nonFiniteResult, stage: check.stage, argument: "grad_logits",
+                                     "the result is NaN at index [\(b), \(t), 0]: labels[\(b), \(t + 1)] is ignored, "
+                                     + "but the log-softmax of logits[\(b), \(t)] (max \(maximum)) is NaN, "
+                                     + "and PyTorch's backward multiplies its exp by 0")
+                }
+                continue
+            }
+            let (maximum, logSumShifted) = logSumExpParts(row)
             let label = Int(labels[b, t + 1])
             for v in 0..<vocabularySize {
                 let probability = T.exp((logits.scalars[rowStart + v] - maximum) - logSumShifted)
@@ -114,5 +143,6 @@ public func sftLossGradLogits<T: FloatScalar>(
             }
         }
     }
+    try check.noNaNInResult(gradLogits, "grad_logits")
     return gradLogits
 }

@@ -122,3 +122,79 @@ struct ActorLossBackwardTests {
         expectClose(grad, expected, abs: 1e-15, rel: 1e-12, "grad_log_probs")
     }
 }
+
+@Suite("actor_loss: infinite inputs")
+struct ActorLossInfiniteInputTests {
+    // Expected values are PyTorch's (torch 2.13.0+cpu, float64): the generator's
+    // `clipped_policy_loss` (GoldenData/generator/stages/actor_loss.py) and autograd,
+    // on the same inputs. ε = 0.2; the last token is masked.
+    static let mask = intMatrix([[1, 1, 1, 0]])
+    static let zeros = matrix([[0, 0, 0, 0]])
+
+    @Test("an infinite advantage outside the clip range: autograd gives ±inf, not inf · 0 = NaN")
+    func infiniteAdvantage() throws {
+        // Token 0: ratio e^0.5 > 1.2 and A = -inf, so both branches are +inf (a tie);
+        // the clipped one passes nothing outside the range (an exact 0, not -A · 0).
+        let logProbs = matrix([[0.5, 0, 0, 0]]), advantages = matrix([[-.infinity, 1, 1, 0]])
+        let loss = try actorLoss(logProbs: logProbs, oldLogProbs: Self.zeros, advantages: advantages,
+                                 mask: Self.mask, cliprange: 0.2).loss
+        expectClose(loss, .infinity, "loss")
+        let grad = try actorLossGradLogProbs(logProbs: logProbs, oldLogProbs: Self.zeros, advantages: advantages,
+                                             mask: Self.mask, cliprange: 0.2)
+        expectClose(grad, [.infinity, -1.0 / 3, -1.0 / 3, 0], "grad_log_probs")
+
+        // A = +inf at ratio 1 gives -inf; a log-prob of -inf (ratio 0) gives 0.
+        let logProbs2 = matrix([[-.infinity, 0, 0.5, 0]]), advantages2 = matrix([[1, .infinity, 1, 0]])
+        let loss2 = try actorLoss(logProbs: logProbs2, oldLogProbs: Self.zeros, advantages: advantages2,
+                                  mask: Self.mask, cliprange: 0.2).loss
+        expectClose(loss2, -.infinity, "loss")
+        let grad2 = try actorLossGradLogProbs(logProbs: logProbs2, oldLogProbs: Self.zeros, advantages: advantages2,
+                                              mask: Self.mask, cliprange: 0.2)
+        expectClose(grad2, [0, -.infinity, 0, 0], "grad_log_probs")
+    }
+
+    @Test("an infinite ratio against a negative advantage: loss and gradient +inf")
+    func infiniteRatio() throws {
+        let logProbs = matrix([[.infinity, 0, 0, 0]]), advantages = matrix([[-1, 1, 1, 0]])
+        let loss = try actorLoss(logProbs: logProbs, oldLogProbs: Self.zeros, advantages: advantages,
+                                 mask: Self.mask, cliprange: 0.2).loss
+        expectClose(loss, .infinity, "loss")
+        let grad = try actorLossGradLogProbs(logProbs: logProbs, oldLogProbs: Self.zeros, advantages: advantages,
+                                             mask: Self.mask, cliprange: 0.2)
+        expectClose(grad, [.infinity, -1.0 / 3, -1.0 / 3, 0], "grad_log_probs")
+    }
+
+    @Test("where PyTorch gives NaN, a nonFiniteResult naming the output")
+    func nanResults() throws {
+        // An infinite ratio against a positive advantage: the clipped branch wins,
+        // the loss is a number (PyTorch: -1.0666666666666667), but the gradient is
+        // 0 · inf = NaN in autograd.
+        let logProbs = matrix([[.infinity, 0, 0, 0]]), advantages = matrix([[1, 1, 1, 0]])
+        let loss = try actorLoss(logProbs: logProbs, oldLogProbs: Self.zeros, advantages: advantages,
+                                 mask: Self.mask, cliprange: 0.2).loss
+        expectClose(loss, -1.0666666666666667, "loss")
+        expectStageError(.nonFiniteResult, argument: "grad_log_probs") {
+            try actorLossGradLogProbs(logProbs: logProbs, oldLogProbs: Self.zeros, advantages: advantages,
+                                      mask: Self.mask, cliprange: 0.2)
+        }
+        // An infinite log-prob or advantage at the masked token: PyTorch's
+        // sum(loss · mask) meets inf · 0 (or a NaN log-ratio (x - inf) · 0).
+        let masked: [(Tensor<Double>, Tensor<Double>, Tensor<Double>)] = [
+            (matrix([[0, 0, 0, -.infinity]]), Self.zeros, matrix([[1, 1, 1, 0]])),
+            (Self.zeros, matrix([[0, 0, 0, .infinity]]), matrix([[1, 1, 1, 0]])),
+            (Self.zeros, Self.zeros, matrix([[1, 1, 1, .infinity]])),
+            // equal infinite log-probs at a kept token: inf - inf
+            (matrix([[-.infinity, 0, 0, 0]]), matrix([[-.infinity, 0, 0, 0]]), matrix([[1, 1, 1, 0]])),
+        ]
+        for (logProbs, oldLogProbs, advantages) in masked {
+            expectStageError(.nonFiniteResult, argument: "loss") {
+                try actorLoss(logProbs: logProbs, oldLogProbs: oldLogProbs, advantages: advantages,
+                              mask: Self.mask, cliprange: 0.2)
+            }
+            expectStageError(.nonFiniteResult, argument: "loss") {
+                try actorLossGradLogProbs(logProbs: logProbs, oldLogProbs: oldLogProbs, advantages: advantages,
+                                          mask: Self.mask, cliprange: 0.2)
+            }
+        }
+    }
+}

@@ -68,3 +68,39 @@ struct ComputeRewardsTests {
         #expect(throws: Never.self) { try run(promptLength: 4) }
     }
 }
+
+@Suite("compute_rewards: infinite inputs")
+struct ComputeRewardsInfiniteInputTests {
+    // Expected values are PyTorch's (torch 2.13.0+cpu, float64): the generator's
+    // `shaped_rewards` (GoldenData/generator/stages/compute_rewards.py) on the same
+    // inputs. N = 4, start = 1; row 0's score lands at 3, row 1's at N - 1 = 3.
+    static let mask = intMatrix([[1, 1, 1, 0], [1, 1, 1, 1]])
+    static let flat = matrix([[-1, -1, -1, -1], [-1, -1, -1, -1]])
+
+    @Test("an infinite log-prob gives an infinite KL term; an infinite score is clipped")
+    func infiniteInputs() throws {
+        let rewards = try computeRewards(logProbs: matrix([[-1, -.infinity, -1, -1], [-1, -1, -1, -1]]),
+                                         refLogProbs: matrix([[-1, -1, -1, -.infinity], [-1, -1, -1, -1]]),
+                                         rewardScore: vector([.infinity, -.infinity]), actionMask: Self.mask,
+                                         promptLength: 2, klCtl: 0.5, clipRewardValue: 2)
+        expectClose(rewards, [0, .infinity, 0, -.infinity, 0, 0, 0, -2], "rewards")
+    }
+
+    @Test("inf - inf or kl_ctl = 0 times inf: PyTorch's reward is NaN, a nonFiniteResult")
+    func nanRewards() throws {
+        let infinite = matrix([[-1, -.infinity, -1, -1], [-1, -1, -1, -1]])
+        expectStageError(.nonFiniteResult, argument: "rewards") {
+            try computeRewards(logProbs: infinite, refLogProbs: infinite, rewardScore: vector([1, 1]),
+                               actionMask: Self.mask, promptLength: 2, klCtl: 0.5, clipRewardValue: 2)
+        }
+        expectStageError(.nonFiniteResult, argument: "rewards") {
+            try computeRewards(logProbs: infinite, refLogProbs: Self.flat, rewardScore: vector([1, 1]),
+                               actionMask: Self.mask, promptLength: 2, klCtl: 0, clipRewardValue: 2)
+        }
+        // Without its last check the NaN is there, for ppo_losses to zero or refuse.
+        let unchecked = try computeRewardsWithoutResultCheck(
+            logProbs: infinite, refLogProbs: Self.flat, rewardScore: vector([1, 1]), actionMask: Self.mask,
+            promptLength: 2, klCtl: 0, clipRewardValue: 2)
+        #expect(unchecked[0, 1].isNaN)
+    }
+}

@@ -84,3 +84,52 @@ struct CriticLossBackwardTests {
         expectClose(grad, [-9.0 / 2, 0], abs: 0, rel: 1e-15, "grad_values (mean over 2 tokens)")
     }
 }
+
+@Suite("critic_loss: infinite inputs")
+struct CriticLossInfiniteInputTests {
+    // Expected values are PyTorch's (torch 2.13.0+cpu, float64): the generator's
+    // `clipped_value_loss` (GoldenData/generator/stages/critic_loss.py) and autograd,
+    // on the same inputs. ε_v = 0.5; the last token is masked.
+    static let mask = intMatrix([[1, 1, 1, 0]])
+
+    @Test("infinite inputs at kept tokens: autograd's exact 0 outside the clip bounds, ±inf elsewhere")
+    func infiniteInputs() throws {
+        // Token 0: V_old = inf, so V_clipped = inf wins the max; V = 1 is outside
+        // [inf, inf] and the clamp passes nothing: 0, not 2·inf · 0 = NaN.
+        // Token 1: R = inf, both errors inf (a tie): -inf. Token 2: V = inf: +inf.
+        let values = matrix([[1, 1, .infinity, 0]]), oldValues = matrix([[.infinity, 1, 0, 0]])
+        let returns = matrix([[0, .infinity, 0, 0]])
+        let loss = try criticLoss(values: values, oldValues: oldValues, returns: returns, mask: Self.mask,
+                                  cliprangeValue: 0.5).loss
+        expectClose(loss, .infinity, "loss")
+        let grad = try criticLossGradValues(values: values, oldValues: oldValues, returns: returns, mask: Self.mask,
+                                            cliprangeValue: 0.5)
+        expectClose(grad, [0, -.infinity, .infinity, 0], "grad_values")
+
+        // R = -inf with V = 1 outside [V_old - 0.5, V_old + 0.5] = [-0.5, 0.5]: +inf.
+        let grad2 = try criticLossGradValues(values: matrix([[1, 1, 0, 0]]), oldValues: matrix([[1, 0, 0, 0]]),
+                                             returns: matrix([[0, -.infinity, 0, 0]]), mask: Self.mask,
+                                             cliprangeValue: 0.5)
+        expectClose(grad2, [1.0 / 3, .infinity, 0, 0], "grad_values")
+    }
+
+    @Test("where PyTorch's loss is NaN, a nonFiniteResult naming loss")
+    func nanLoss() throws {
+        // -inf at the masked token: (V - R)² = inf, times the mask 0.
+        expectStageError(.nonFiniteResult, argument: "loss") {
+            try criticLoss(values: matrix([[1, 1, 0, -.infinity]]), oldValues: matrix([[1, 0, 0, 0]]),
+                           returns: matrix([[0, 0, 0, 0]]), mask: Self.mask, cliprangeValue: 0.5)
+        }
+        // V_old = R = inf at a kept token: the clipped error (inf - inf)² is NaN
+        // beside an unclipped inf, and torch.max keeps the NaN.
+        let values = matrix([[1, 1, 0, 0]]), oldValues = matrix([[.infinity, 0, 0, 0]])
+        let returns = matrix([[.infinity, 0, 0, 0]])
+        expectStageError(.nonFiniteResult, argument: "loss") {
+            try criticLoss(values: values, oldValues: oldValues, returns: returns, mask: Self.mask, cliprangeValue: 0.5)
+        }
+        expectStageError(.nonFiniteResult, argument: "loss") {
+            try criticLossGradValues(values: values, oldValues: oldValues, returns: returns, mask: Self.mask,
+                                     cliprangeValue: 0.5)
+        }
+    }
+}

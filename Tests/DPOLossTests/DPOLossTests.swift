@@ -108,3 +108,49 @@ struct DPOLossBackwardTests {
         expectClose(grads.gradWorseLogProbs, [weight, weight, weight], "grad_worse_log_probs")
     }
 }
+
+@Suite("dpo_loss: infinite inputs")
+struct DPOLossInfiniteInputTests {
+    // Expected values are PyTorch's (torch 2.13.0+cpu, float64): the generator's
+    // `dpo_loss` (GoldenData/generator/stages/dpo_loss.py) and autograd, on the same
+    // inputs. β = 0.5.
+
+    @Test("a -inf token log-prob: its pair's rewards, margin and loss are infinite, the gradient finite")
+    func infiniteLogProb() throws {
+        let better = matrix([[-1, -.infinity], [-1, -1]]), worse = matrix([[-1, -1], [-2, 0]])
+        let reference = matrix([[-1, -1], [-1, -1]])
+        let result = try dpoLoss(betterLogProbs: better, worseLogProbs: worse, refBetterLogProbs: reference,
+                                 refWorseLogProbs: reference, beta: 0.5)
+        expectClose(result.loss, .infinity, "loss")
+        expectClose(result.reward, [-.infinity, 0], "reward")
+        expectClose(result.betterSampleReward, [-.infinity, 0], "better_sample_reward")
+        expectClose(result.worseSampleReward, [0, 0], "worse_sample_reward")
+        expectClose(result.rewardAccuracy, 0, "reward_accuracy")
+        expectClose(result.rewardMargin, [-.infinity, 0], "reward_margin")
+        let grads = try dpoLossGradLogProbs(betterLogProbs: better, worseLogProbs: worse, refBetterLogProbs: reference,
+                                            refWorseLogProbs: reference, beta: 0.5)
+        expectClose(grads.gradBetterLogProbs, [-0.25, -0.25, -0.125, -0.125], "grad_better_log_probs")
+        expectClose(grads.gradWorseLogProbs, [0.25, 0.25, 0.125, 0.125], "grad_worse_log_probs")
+    }
+
+    @Test("where PyTorch gives NaN in an output, a nonFiniteResult naming it")
+    func nanOutputs() throws {
+        // h_w = +inf (the reference gives -inf), h_l = -inf: PyTorch's loss is 0,
+        // the margin +inf, accuracy 1, but reward = inf + (-inf) = NaN.
+        let refBetter = matrix([[-.infinity, -1]]), worse = matrix([[-.infinity, -1]])
+        let ones = matrix([[-1, -1]])
+        expectStageError(.nonFiniteResult, argument: "reward") {
+            try dpoLoss(betterLogProbs: ones, worseLogProbs: worse, refBetterLogProbs: refBetter,
+                        refWorseLogProbs: ones, beta: 0.5)
+        }
+        expectStageError(.nonFiniteResult, argument: "reward") {
+            try dpoLossGradLogProbs(betterLogProbs: ones, worseLogProbs: worse, refBetterLogProbs: refBetter,
+                                    refWorseLogProbs: ones, beta: 0.5)
+        }
+        // -inf in both the policy's and the reference's better answer: h_w = -inf - (-inf).
+        expectStageError(.nonFiniteResult, argument: "loss") {
+            try dpoLoss(betterLogProbs: refBetter, worseLogProbs: ones, refBetterLogProbs: refBetter,
+                        refWorseLogProbs: ones, beta: 0.5)
+        }
+    }
+}

@@ -169,3 +169,31 @@ private func expectFusedMatchesPlain(_ b: Int, _ t: Int, _ v: Int, seed: UInt64,
                 plainGrad.scalars.map(Double.init), abs: fusedVsPlain.abs, rel: fusedVsPlain.rel, "\(label) grad_logits",
                 sourceLocation: sourceLocation)
 }
+
+@Suite("gather_log_probs fused: infinite inputs")
+struct FusedGatherLogProbsInfiniteInputTests {
+    @Test("an infinite grad_output throws the plain version's nonFiniteResult, detail included")
+    func infiniteGradOutput() throws {
+        // 2 x 3 rows of V = 40 (two SIMD16 blocks and a tail), one -inf logit.
+        var logits = Tensor<Float>(shape: [2, 3, 40], repeating: 0)
+        for i in 0..<logits.count { logits.scalars[i] = Float(i % 7) * 0.25 }
+        logits[1, 1, 5] = -.infinity
+        let labels = Tensor<Int64>.make([2, 3], [0, 5, 39, 2, 5, 7])
+        for upstream in [Float.infinity, -.infinity] {
+            var gradOutput = Tensor<Float>(shape: [2, 3], repeating: 1)
+            gradOutput[1, 1] = upstream  // the label's logit is -inf there: p = 0, g - 0·g is still NaN
+            let plain = Result { () throws(StageError) in
+                try gatherLogProbsGradLogits(logits: logits, labels: labels, gradOutput: gradOutput)
+            }
+            let fused = Result { () throws(StageError) in
+                try gatherLogProbsFusedGradLogits(logits: logits, labels: labels, gradOutput: gradOutput)
+            }
+            guard case .failure(let p) = plain, case .failure(let f) = fused else {
+                Issue.record("expected both to throw, got \(plain) and \(fused)")
+                continue
+            }
+            #expect(p.kind == .nonFiniteResult && p.argument == "grad_logits", "\(p)")
+            #expect(p == f, "the same error, detail included")
+        }
+    }
+}

@@ -92,3 +92,33 @@ struct GAETests {
         expectStageError(.parameterOutOfRange, argument: "gamma") { try gae(values: x, rewards: x, start: 0, gamma: .nan, lambda: 0.95) }
     }
 }
+
+@Suite("gae: infinite inputs")
+struct GAEInfiniteInputTests {
+    // Expected values are PyTorch's (torch 2.13.0+cpu, float64), from the generator's
+    // `advantages_and_returns` (GoldenData/generator/stages/gae.py) on the same inputs.
+
+    @Test("an infinite reward makes the advantages and returns up to it -inf, as in PyTorch")
+    func infiniteReward() throws {
+        let result = try gae(values: matrix([[0.0, 0.5, 0.25, 0.0]]), rewards: matrix([[0, 0, -.infinity, 1]]),
+                             start: 1, gamma: 1, lambda: 0.5)
+        expectClose(result.advantages, [-.infinity, -.infinity, 1.0], "advantages")
+        expectClose(result.returns, [-.infinity, -.infinity, 1.0], "returns")
+    }
+
+    @Test("an infinite value at start: PyTorch's advantage there is -inf and its return inf - inf = NaN")
+    func infiniteValueMakesReturnsNaN() throws {
+        // PyTorch: advantages [-inf, 0.25, 1.0], returns [nan, 0.5, 1.0]. The
+        // advantages alone are fine, so only a check of returns catches it.
+        expectStageError(.nonFiniteResult, argument: "returns") {
+            try gae(values: matrix([[0.0, .infinity, 0.25, 0.0]]), rewards: matrix([[0, 0, 0, 1]]),
+                    start: 1, gamma: 1, lambda: 0.5)
+        }
+        // Later in the row, γ·V_{t+1} = inf meets γλ·A_{t+1} = -inf: PyTorch's
+        // advantages [nan, -inf, 1.0].
+        expectStageError(.nonFiniteResult, argument: "advantages") {
+            try gae(values: matrix([[0.0, 0.5, .infinity, 0.0]]), rewards: matrix([[0, 0, 0, 1]]),
+                    start: 1, gamma: 1, lambda: 0.5)
+        }
+    }
+}

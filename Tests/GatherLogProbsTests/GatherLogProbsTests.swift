@@ -155,3 +155,30 @@ struct GatherLogProbsBackwardTests {
         #expect(grad.scalars[3] == 0)
     }
 }
+
+@Suite("gather_log_probs: infinite inputs")
+struct GatherLogProbsInfiniteInputTests {
+    // Expected values are PyTorch's (torch 2.13.0+cpu, float64): the generator's
+    // `gather_log_probs` (GoldenData/generator/stages/gather_log_probs.py) and autograd,
+    // on the same inputs.
+    static let logits = Tensor.make([1, 2, 3], [0, -.infinity, 0, 1, 1, -.infinity] as [Double])
+    static let labels = intMatrix([[1, 0]])
+
+    @Test("a -inf logit at the label: log-prob -inf, the label's gradient is grad_output itself")
+    func infiniteLogit() throws {
+        expectClose(try gatherLogProbs(logits: Self.logits, labels: Self.labels), [-.infinity, -0.6931471805599453],
+                    "log_probs")
+        let grad = try gatherLogProbsGradLogits(logits: Self.logits, labels: Self.labels, gradOutput: matrix([[2, -1]]))
+        expectClose(grad, [-1, 2, -1, -0.5, 0.5, 0], "grad_logits")
+    }
+
+    @Test("an infinite grad_output: PyTorch's gradient at the label is g - p·g = NaN, a nonFiniteResult")
+    func infiniteGradOutput() throws {
+        // PyTorch: grad_logits[0, 1] = [nan, -inf, nan] for grad_output[0, 1] = inf.
+        for upstream in [Double.infinity, -.infinity] {
+            expectStageError(.nonFiniteResult, argument: "grad_logits") {
+                try gatherLogProbsGradLogits(logits: Self.logits, labels: Self.labels, gradOutput: matrix([[2, upstream]]))
+            }
+        }
+    }
+}

@@ -195,3 +195,50 @@ struct PairwiseRewardLossBackwardTests {
                            0, 0, f, f, f], abs: 1e-17, rel: 0, "grad_rewards with equal rewards")
     }
 }
+
+@Suite("reward_pairwise_loss and reward_end_scores: infinite inputs")
+struct RewardInfiniteInputTests {
+    // Expected values are PyTorch's (torch 2.13.0+cpu, float64): the generator's
+    // `reward_pairwise_loss` and `reward_end_scores` (GoldenData/generator/stages/)
+    // and autograd, on the same inputs. OPT-style ids (pad 2, one pad skipped):
+    // chosen ends at 4, rejected at 3, they differ from 2 on: the window is [2, 4).
+    static let ids = intMatrix([[2, 5, 6, 7, 2], [2, 5, 8, 2, 2]])
+
+    @Test("infinities outside the window are never read; a gap of +inf adds 0, of -inf adds +inf")
+    func infiniteRewards() throws {
+        let rewards = matrix([[.infinity, 0.5, .infinity, 1, 0], [0, -.infinity, 0, 1, -.infinity]])
+        let result = try pairwiseRewardLoss(inputIds: Self.ids, rewards: rewards, padId: 2, numPaddingAtBeginning: 1)
+        expectClose(result.loss, 0.34657359027997264, "loss")  // (0 + ln 2) / 2
+        expectClose(result.chosenMeanScores, [1], "chosen_mean_scores")
+        expectClose(result.rejectedMeanScores, [0], "rejected_mean_scores")
+        let grad = try pairwiseRewardLossGradRewards(inputIds: Self.ids, rewards: rewards, padId: 2,
+                                                     numPaddingAtBeginning: 1)
+        expectClose(grad, [0, 0, 0, -0.25, 0, 0, 0, 0, 0.25, 0], "grad_rewards")
+
+        let worse = matrix([[0, 0, -.infinity, 1, 0], [0, 0, 0, 1, 0]])
+        let lost = try pairwiseRewardLoss(inputIds: Self.ids, rewards: worse, padId: 2, numPaddingAtBeginning: 1)
+        expectClose(lost.loss, .infinity, "loss")
+        let lostGrad = try pairwiseRewardLossGradRewards(inputIds: Self.ids, rewards: worse, padId: 2,
+                                                         numPaddingAtBeginning: 1)
+        expectClose(lostGrad, [0, 0, -0.5, -0.25, 0, 0, 0, 0.5, 0.25, 0], "grad_rewards")
+    }
+
+    @Test("the same infinity on both sides of the window: PyTorch's loss is NaN, a nonFiniteResult")
+    func nanLoss() throws {
+        let rewards = matrix([[0, 0, 0, .infinity, 0], [0, 0, 0, .infinity, 0]])
+        expectStageError(.nonFiniteResult, argument: "loss") {
+            try pairwiseRewardLoss(inputIds: Self.ids, rewards: rewards, padId: 2, numPaddingAtBeginning: 1)
+        }
+        expectStageError(.nonFiniteResult, argument: "loss") {
+            try pairwiseRewardLossGradRewards(inputIds: Self.ids, rewards: rewards, padId: 2, numPaddingAtBeginning: 1)
+        }
+    }
+
+    @Test("an end score is the value as it is, infinite or not")
+    func infiniteEndScores() throws {
+        let scores = try rewardEndScores(inputIds: intMatrix([[5, 6, 7, 0], [5, 6, 7, 8]]),
+                                         values: matrix([[.infinity, 1, -.infinity, 0.5], [0, 1, 2, .infinity]]),
+                                         padId: 0, promptLength: 2)
+        expectClose(scores, [-.infinity, .infinity], "end_scores")
+    }
+}

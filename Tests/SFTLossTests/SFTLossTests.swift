@@ -131,3 +131,44 @@ struct SupervisedDataTests {
         expectStageError(.invalidMask, argument: "pairs") { try collateRewardBatch([(good, badMask)]) }
     }
 }
+
+@Suite("sft_loss: infinite inputs")
+struct SFTLossInfiniteInputTests {
+    // Expected values are PyTorch's (torch 2.13.0+cpu, float64): the generator's
+    // `sft_loss` (F.cross_entropy, GoldenData/generator/stages/sft_loss.py) and
+    // autograd, on the same inputs. [1, 3, 2] logits: positions 0 and 1 are scored
+    // against labels 1 and 2; position 2 never is.
+
+    @Test("a -inf logit at a counted label: loss +inf, gradient -1/n there; the last position is never read")
+    func infiniteLogits() throws {
+        let logits = Tensor.make([1, 3, 2], [0, -.infinity, 0, 0, 5, 5] as [Double])
+        let labels = intMatrix([[0, 1, 0]])
+        expectClose(try sftLoss(logits: logits, labels: labels).loss, .infinity, "loss")
+        expectClose(try sftLossGradLogits(logits: logits, labels: labels), [0.5, -0.5, -0.25, 0.25, 0, 0], "grad_logits")
+
+        let lastInfinite = Tensor.make([1, 3, 2], [0, 0, 0, 0, .infinity, .infinity] as [Double])
+        let labels2 = intMatrix([[0, 1, 1]])
+        expectClose(try sftLoss(logits: lastInfinite, labels: labels2).loss, 0.6931471805599453, "loss")
+        expectClose(try sftLossGradLogits(logits: lastInfinite, labels: labels2), [0.25, -0.25, 0.25, -0.25, 0, 0],
+                    "grad_logits")
+    }
+
+    @Test("an ignored position whose log-softmax is NaN: the loss is a number, PyTorch's gradient NaN")
+    func ignoredRowWithNaNLogSoftmax() throws {
+        // cross_entropy forms the log-softmax of every row of logits[:, :-1]; the
+        // ignored row 1 holds +inf (or only -inf), so its backward 0 - exp(NaN)·0 is NaN.
+        let labels = intMatrix([[0, 1, -100]])
+        for row: [Double] in [[.infinity, 0], [-.infinity, -.infinity]] {
+            let logits = Tensor.make([1, 3, 2], [0, 0] + row + [5, 5])
+            expectClose(try sftLoss(logits: logits, labels: labels).loss, 0.6931471805599453, "loss")
+            expectStageError(.nonFiniteResult, argument: "grad_logits") {
+                try sftLossGradLogits(logits: logits, labels: labels)
+            }
+        }
+        // The same row counted: the loss itself is NaN.
+        let counted = Tensor.make([1, 3, 2], [0, 0, .infinity, 0, 5, 5] as [Double])
+        expectStageError(.nonFiniteResult, argument: "loss") {
+            try sftLoss(logits: counted, labels: intMatrix([[0, 1, 1]]))
+        }
+    }
+}
