@@ -19,7 +19,31 @@ let stages = [
     "CriticLoss",          // critic_loss
     "DPOLoss",             // dpo_loss
     "SFTLoss",             // sft_loss, and the step 1/2 data preparation on token ids
+    // v1.1, the seed systems: one module per stage.
+    "RewardEndScoresAttn",        // reward_end_scores_attn (align-anything)
+    "RewardEndLossSqreg",         // reward_end_loss_sqreg (align-anything)
+    "RewardEndScoresSeqcls",      // reward_end_scores_seqcls (transformers, TRL)
+    "RewardEndLossMarginCenter",  // reward_end_loss_margin_center (TRL)
+    "RewardsKLEndClamped",        // rewards_kl_end_clamped (align-anything PPO)
+    "MaskedWhiten",               // masked_whiten (TRL PPO)
 ]
+
+/// The v1.1 seed-system stages that reuse other modules: align-anything's PPO (the
+/// v1 per-token math under its masks and per-sequence means) and TRL's PPO (its
+/// fills and whitening around v1's GAE and losses). Each is its own module, with its
+/// tests under `Tests/<name>Tests/`.
+let chainedStages: [(name: String, uses: [String])] = [
+    ("MaskedMeanOverRows", []),                                   // align-anything's masked_mean
+    ("GAEMasked", ["GAE"]),                                       // gae_masked
+    ("ActorLossSeqMean", ["ActorLoss", "MaskedMeanOverRows"]),    // actor_loss_seq_mean
+    ("CriticLossSeqMean", ["CriticLoss", "MaskedMeanOverRows"]),  // critic_loss_seq_mean
+    ("PPOLossesSeqMean", ["RewardsKLEndClamped", "GAEMasked", "ActorLossSeqMean", "CriticLossSeqMean",
+                          "MaskedMeanOverRows"]),                 // ppo_losses_seq_mean
+    ("RewardsKLFirstPad", ["MaskedWhiten"]),                      // rewards_kl_first_pad
+    ("PPOLossesJointWhitened", ["MaskedWhiten", "RewardsKLFirstPad", "GAE", "GatherLogProbs", "ActorLoss",
+                                "CriticLoss"]),                   // ppo_losses_joint_whitened
+]
+let chainedStageModules = chainedStages.map(\.name)
 
 var targets: [Target] = [
     // Our tensors, the typed errors and the few numerically careful helpers.
@@ -36,6 +60,11 @@ targets += [
         name: "PPOStep",
         dependencies: ["TensorCore", "ComputeRewards", "GAE", "ActorLoss", "CriticLoss"]
     ),
+]
+for module in chainedStages {
+    targets.append(.target(name: module.name, dependencies: (["TensorCore"] + module.uses).map { .byName(name: $0) }))
+}
+targets += [
     // The only SIMD, unsafe-pointer and threaded code: the fused gather_log_probs
     // and its backward, each tested equal to its plain stage.
     .target(name: "FusedKernels", dependencies: ["TensorCore", "GatherLogProbs"]),
@@ -44,7 +73,8 @@ targets += [
     // the end-to-end chapter trains in seconds there too; nothing else changes.
     .target(name: "TinyLM", dependencies: ["TensorCore"], swiftSettings: [.unsafeFlags(["-O"])]),
     // The fixture format `rlhf-golden-v1`: reading, running a stage, comparing.
-    .target(name: "Golden", dependencies: ["TensorCore", "PPOStep", "TinyLM"] + stages.map { .byName(name: $0) }),
+    .target(name: "Golden", dependencies: ["TensorCore", "PPOStep", "TinyLM"]
+                + (stages + chainedStageModules).map { .byName(name: $0) }),
     // SFT, reward model, PPO and DPO on the toy language, with the library's stages.
     .target(name: "EndToEnd", dependencies: ["TensorCore", "TinyLM", "PPOStep"] + stages.map { .byName(name: $0) }),
     // `golden-verify [PATH ...]`: runs every fixture under the paths.
@@ -56,7 +86,7 @@ targets += [
 ]
 
 // One test target per module: golden fixtures, known answers and invariants.
-for name in ["TensorCore", "Golden", "PPOStep", "FusedKernels", "TinyLM", "EndToEnd"] + stages {
+for name in ["TensorCore", "Golden", "PPOStep", "FusedKernels", "TinyLM", "EndToEnd"] + stages + chainedStageModules {
     let shared = ["TestSupport", "TensorCore", "Golden"].filter { $0 != name }
     targets.append(
         .testTarget(name: name + "Tests", dependencies: [.byName(name: name)] + shared.map { .byName(name: $0) })
@@ -120,10 +150,10 @@ let benchmarkProducts: [Product] = [.executable(name: "rlhf-bench", targets: ["B
 /// ```
 ///
 /// Then `import GAE`, `import TensorCore`, ... (Tests/LibraryConsumer builds one.)
-let mathModules = ["TensorCore"] + stages + ["PPOStep", "FusedKernels", "TinyLM"]
+let mathModules = ["TensorCore"] + stages + ["PPOStep"] + chainedStageModules + ["FusedKernels", "TinyLM"]
 let libraryProducts: [Product] =
     [.library(name: "RLHFMath", targets: mathModules + ["Golden"])]
-    + (stages + ["PPOStep", "FusedKernels"]).map { .library(name: $0, targets: [$0]) }
+    + (stages + ["PPOStep"] + chainedStageModules + ["FusedKernels"]).map { .library(name: $0, targets: [$0]) }
 
 let package = Package(
     name: "RLHFMath",

@@ -30,6 +30,7 @@ class FloatCase:
     build() draws the inputs in float64 (after torch is seeded from the case name).
     params None: build() draws the params too and returns them under "_params".
     check(outputs_f64): optional self-check against numbers known independently.
+    tolerance: optional {dtype: {"abs", "rel"}} (a v1.1 stage's V11_TOL); else DEFAULT_TOL.
     """
     name: str
     what: str
@@ -37,6 +38,7 @@ class FloatCase:
     build: object
     check: object = None
     dtypes: tuple = (F64, F32)
+    tolerance: dict = None
 
     def fixture_names(self):
         return [f"{self.name}-{SUFFIX[dtype]}" for dtype in self.dtypes]
@@ -77,6 +79,7 @@ class Stage:
     implementation: object   # (inputs, params) -> dict of output tensors, or raises GoldenError
     cases: list              # FloatCase and ErrorCase, in the order they are written and listed
     catalog_prefixes: tuple  # the common start of the cases' `what`, which --list leaves out
+    tolerance: dict = None   # {dtype: {"abs", "rel"}} of its float fixtures; None: DEFAULT_TOL
 
 
 # ---- from a case to fixtures ----
@@ -96,7 +99,8 @@ def cast_inputs(inputs, dtype):
 
 def float_fixtures(stage, case):
     """The (file name, fixture) pairs of a FloatCase: its outputs computed by the
-    stage's implementation in each dtype, with the default tolerance."""
+    stage's implementation in each dtype, with the stage's tolerance (by default
+    DEFAULT_TOL)."""
     seed = case_seed(stage.name, case.name)
     torch.manual_seed(seed)
     base = case.build()
@@ -106,7 +110,8 @@ def float_fixtures(stage, case):
         inputs = cast_inputs(base, dtype)
         outputs = stage.implementation({k: v.clone() for k, v in inputs.items()}, params)
         for out_name, out in outputs.items():
-            assert out.dtype == dtype, (stage.name, case.name, out_name, out.dtype)
+            # Float outputs in the fixture's dtype; indices and counts int64, masks bool (v1.1).
+            assert out.dtype in (dtype, I64, torch.bool), (stage.name, case.name, out_name, out.dtype)
         if case.check is not None and dtype == F64:
             case.check(outputs)
         fixtures.append((name, {
@@ -117,7 +122,7 @@ def float_fixtures(stage, case):
             "params": params,
             "inputs": {k: encode_tensor(v) for k, v in inputs.items()},
             "expected": {k: encode_tensor(v) for k, v in outputs.items()},
-            "tolerance": dict(DEFAULT_TOL[dtype]),
+            "tolerance": dict((case.tolerance or stage.tolerance or DEFAULT_TOL)[dtype]),
         }))
     return fixtures
 

@@ -16,6 +16,10 @@ F64, F32, I64 = torch.float64, torch.float32, torch.int64
 DTYPE_NAMES = {F64: "float64", F32: "float32", I64: "int64", torch.bool: "bool"}
 DTYPES_BY_NAME = {v: k for k, v in DTYPE_NAMES.items()}
 DEFAULT_TOL = {F64: {"abs": 1e-10, "rel": 1e-9}, F32: {"abs": 1e-5, "rel": 1e-5}}
+# The v1.1 stages' tolerances (shared/spec/v1.1-*.md): float32 is 2e-5, float64 as v1.
+V11_TOL = {F64: {"abs": 1e-10, "rel": 1e-9}, F32: {"abs": 2e-5, "rel": 2e-5}}
+# Pure gathers (the v1.1 end scores) are exact in both precisions.
+EXACT_TOL = {F64: {"abs": 0.0, "rel": 0.0}, F32: {"abs": 0.0, "rel": 0.0}}
 
 
 def encode_number(x):

@@ -76,3 +76,14 @@ def check_autograd_rules():
     x = torch.tensor([0.8, 1.2], dtype=F64, requires_grad=True)
     torch.clamp(x, 0.8, 1.2).sum().backward()
     assert x.grad.tolist() == [1.0, 1.0], "torch.clamp no longer passes the gradient at its bounds"
+
+
+def with_defaults(params, defaults):
+    """A fixture's params, with the peer's default for each one it leaves out (spec v1.1:
+    a param listed with a default may be left out of a fixture)."""
+    return {**defaults, **params}
+
+
+def need_no_nan_result(name, t):
+    """Where the peer would return NaN (inf - inf, inf * 0 under a mask), the project throws."""
+    need(not bool(torch.isnan(t).any()), f"{name} holds NaN (infinite inputs), which the project rejects")

@@ -17,6 +17,19 @@ public let stageRegistry: [any StageAdapter.Type] = [
     // Added after v1 (a new stage never changes an old one).
     SFTLossStage.self,
     TinyLMStage.self,
+    // v1.1, the seed systems (shared/spec/v1.1-seed-systems.md).
+    RewardEndScoresAttnStage.self,
+    RewardEndLossSqregStage.self,
+    RewardEndScoresSeqclsStage.self,
+    RewardEndLossMarginCenterStage.self,
+    RewardsKLEndClampedStage.self,
+    GAEMaskedStage.self,
+    ActorLossSeqMeanStage.self,
+    CriticLossSeqMeanStage.self,
+    PPOLossesSeqMeanStage.self,
+    MaskedWhitenStage.self,
+    RewardsKLFirstPadStage.self,
+    PPOLossesJointWhitenedStage.self,
 ]
 
 /// The adapter of the stage with fixture name `name`.

@@ -119,9 +119,9 @@ struct StageRegistryTests {
     }
 }
 
-/// The rows of the first Markdown table after each heading that starts with
-/// `heading`, by the backticked name in their first column
-/// (`| \`gae\` (note) | ...` -> "gae").
+/// The rows of the Markdown tables in each section whose heading starts with
+/// `heading` (up to the next heading), by the backticked name in their first
+/// column (`| \`gae\` (note) | ...` -> "gae").
 private func tableRows(in path: String, under heading: String) throws -> [String: String] {
     let text = try String(contentsOfFile: path, encoding: .utf8)
     let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
@@ -129,17 +129,13 @@ private func tableRows(in path: String, under heading: String) throws -> [String
     if starts.isEmpty { Issue.record("no heading '\(heading)' in \(path)") }
     var rows = [String: String]()
     for start in starts {
-        var inTable = false
         for line in lines[(start + 1)...] {
-            if line.hasPrefix("|") {
-                inTable = true
-                let firstCell = line.dropFirst().prefix { $0 != "|" }
-                if let open = firstCell.firstIndex(of: "`"),
-                   let close = firstCell[firstCell.index(after: open)...].firstIndex(of: "`") {
-                    rows[String(firstCell[firstCell.index(after: open)..<close])] = line
-                }
-            } else if inTable {
-                break
+            if line.hasPrefix("#") { break }  // the section ends at the next heading
+            guard line.hasPrefix("|") else { continue }
+            let firstCell = line.dropFirst().prefix { $0 != "|" }
+            if let open = firstCell.firstIndex(of: "`"),
+               let close = firstCell[firstCell.index(after: open)...].firstIndex(of: "`") {
+                rows[String(firstCell[firstCell.index(after: open)..<close])] = line
             }
         }
     }

@@ -20,6 +20,19 @@ STAGE_NAMES = [
     "ppo_losses",
     "sft_loss",   # added after v1
     "tiny_lm",    # added after v1: the end-to-end chapter's model
+    # v1.1, the seed systems (shared/spec/v1.1-seed-systems.md)
+    "reward_end_scores_attn",
+    "reward_end_loss_sqreg",
+    "reward_end_scores_seqcls",
+    "reward_end_loss_margin_center",
+    "rewards_kl_end_clamped",
+    "gae_masked",
+    "actor_loss_seq_mean",
+    "critic_loss_seq_mean",
+    "ppo_losses_seq_mean",
+    "masked_whiten",
+    "rewards_kl_first_pad",
+    "ppo_losses_joint_whitened",
 ]
 
 STAGES = [importlib.import_module(f"{__name__}.{name}").STAGE for name in STAGE_NAMES]
