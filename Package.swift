@@ -107,6 +107,7 @@ let chapters = [
     "08-dpo-loss",
     "09-gradients",
     "10-end-to-end",
+    "11-three-reward-models",
 ]
 
 for chapter in chapters {
