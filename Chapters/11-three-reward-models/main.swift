@@ -86,22 +86,33 @@ chapter.check("rejected_mean_scores", ours: seedResult.rejectedMeanScores, again
 chapter.heading("2. The same pair through align-anything and TRL: one end score per answer")
 chapter.say("""
 align-anything and TRL first reduce each row to one number, its end score (end_scores), then
-compare the two numbers. On this strip the pad id is 0 and no EOS is hidden, so
-align-anything's mask rule (the last t with attention_mask = 1, mask = ids != pad) and the
-sequence classifier's rule (the last t whose id is not pad_token_id) read the same token as
-DeepSpeed-Chat. An illustration on the seed pair; the fixtures follow in section 3.
+compare the two numbers. On this strip the pad id is 0 and no EOS is hidden, so all three rules
+read the same token: DeepSpeed-Chat's forward_value (the first pad at t >= prompt_length, minus
+one), align-anything's (the last t with attention_mask = 1; the mask here is ids != pad) and the
+sequence classifier's (the last t whose id is not pad_token_id). forward_value on these rows is
+GoldenData/reward_end_scores/seed000-article-example.json (the article's own example,
+prompt_length = 2); the other two columns are library calls on the same rows, not fixtures.
 """)
+let article = chapter.fixture("reward_end_scores/seed000-article-example")
+let articleIds = chapter.intInput(article, "input_ids"), articleValues = chapter.floatInput(article, "values")
+precondition(articleIds.scalars == seedIds.scalars && articleValues.scalars == seedRewards.scalars,
+             "the article fixture should hold the seed pair")
+let articleScores = chapter.must {
+    try rewardEndScores(inputIds: articleIds, values: articleValues, padId: Int64(chapter.intParam(article, "pad_id")),
+                        promptLength: chapter.intParam(article, "prompt_length"))
+}
 let seedMask = maskNotPad(seedIds, pad: seedPad)
 let seedAttn = chapter.must { try rewardEndScoresAttn(scores: seedRewards, attentionMask: seedMask) }
 let seedSeqcls = chapter.must { try rewardEndScoresSeqcls(inputIds: seedIds, scores: seedRewards, padTokenId: seedPad) }
-var seedEnds = Table(["row", "DS-Chat end - 1", "align-anything end_index", "seqcls end_index", "end score"],
+var seedEnds = Table(["row", "DS-Chat forward_value", "align-anything end_index", "seqcls end_index", "end score"],
                      leftAligned: [0])
 for (row, name) in ["chosen", "rejected"].enumerated() {
     precondition(seedAttn.endScores.scalars[row] == seedSeqcls.endScores.scalars[row], "the two rules disagree")
-    seedEnds.add([name, "\(end - 1)", "\(seedAttn.endIndex.scalars[row])", "\(seedSeqcls.endIndex.scalars[row])",
-                  fmt(seedSeqcls.endScores.scalars[row], 3)])
+    seedEnds.add([name, fmt(articleScores.scalars[row], 3), "\(seedAttn.endIndex.scalars[row])",
+                  "\(seedSeqcls.endIndex.scalars[row])", fmt(seedSeqcls.endScores.scalars[row], 3)])
 }
 chapter.show(seedEnds)
+chapter.check("end_scores", ours: articleScores, against: article)
 let seedEndScores = seedSeqcls.endScores  // [chosen, rejected] = [B better rows, B worse rows] with B = 1
 let seedSqreg = chapter.must { try rewardEndLossSqreg(endScores: seedEndScores, regularization: 0.001) }
 let seedTRL = chapter.must {
@@ -269,22 +280,35 @@ func firstPadMinusOne(_ tensor: Tensor<Int64>, _ row: Int, pad: Int64) -> Int {
     let first = (0..<tensor.shape[1]).first { tensor[row, $0] == pad } ?? tensor.shape[1]
     return first == 0 ? tensor.shape[1] - 1 : first - 1
 }
-var whereTable = Table(["row", "seqcls (TRL)", "align-anything, ids != pad", "DS-Chat, P = \(promptLength)",
-                        "old rule: first pad - 1"])
+/// align-anything's reward-model training mask: the tokenizer attends every real token and the one
+/// EOS it appended, which on these rows is the position after the last non-pad id (data
+/// preparation for the illustration, built from the library's seqcls end index).
+let trainingMask = Tensor<Int64>.make(trlIds.shape, (0..<trlIds.count).map { flat in
+    let b = flat / trlIds.shape[1], t = flat % trlIds.shape[1]
+    return t <= Int(trlSeqcls.endIndex.scalars[b]) + 1 ? 1 : 0
+})
+let trlAttnTraining = chapter.must { try rewardEndScoresAttn(scores: trlScores, attentionMask: trainingMask) }
+var whereTable = Table(["row", "seqcls (TRL)", "AA, ids != pad", "AA, EOS in mask", "DS-Chat, P = \(promptLength)",
+                        "old: first pad - 1"])
+func at(_ index: Int64, _ score: Double) -> String { "t=\(index): \(fmt(score, 3))" }
 for b in 0..<trlIds.shape[0] {
     let old = firstPadMinusOne(trlIds, b, pad: trlPad)
-    whereTable.add(["b=\(b)", "t=\(trlSeqcls.endIndex.scalars[b]): \(fmt(trlSeqcls.endScores.scalars[b], 3))",
-                    "t=\(trlAttn.endIndex.scalars[b]): \(fmt(trlAttn.endScores.scalars[b], 3))",
-                    fmt(trlForwardValue.scalars[b], 3), "t=\(old): \(fmt(trlScores[b, old], 3))"])
+    whereTable.add(["b=\(b)", at(trlSeqcls.endIndex.scalars[b], trlSeqcls.endScores.scalars[b]),
+                    at(trlAttn.endIndex.scalars[b], trlAttn.endScores.scalars[b]),
+                    at(trlAttnTraining.endIndex.scalars[b], trlAttnTraining.endScores.scalars[b]),
+                    fmt(trlForwardValue.scalars[b], 3), at(Int64(old), trlScores[b, old])])
 }
 chapter.show(whereTable)
 chapter.say("""
-Every trailing E counts as padding, so no rule scores the EOS the trainer appended: the score
-comes from the token before it (t = 3 in row 0). Row 1 holds an E at t = 1, inside the prompt: the
-sequence classifier (the rule since transformers PR #35911) reads past it, align-anything's mask
-turns it into a hole and reads past it too, and forward_value starts its search at prompt_length.
-The old "first pad, minus one" rule (a display here, not a library call) scores row 1 at t = 0, a
-prompt token. The DeepSpeed-Chat column is a library call on these rows, not a fixture.
+Every trailing E counts as padding for the ids-based rules, so none of them scores the EOS the
+trainer appended: the score comes from the token before it (t = 3 in row 0). align-anything
+(AA) reads whatever its mask says: with the PPO mask ids != pad it agrees with them; with its
+training mask, which attends the appended EOS, it scores the EOS (t = 4 in row 0). Row 1 holds
+an E at t = 1, inside the prompt: the sequence classifier (the rule since transformers PR #35911)
+reads past it, the mask ids != pad turns it into a hole, and forward_value starts its search at
+prompt_length. The old "first pad, minus one" rule (display only: the library does not implement
+it) scores row 1 at t = 0, a prompt token. Only the seqcls column is this fixture's output; the
+others are library calls on the same rows.
 """)
 chapter.check("end_index", ours: trlSeqcls.endIndex.scalars.map(Double.init), against: trl, digits: 0)
 chapter.check("end_scores", ours: trlSeqcls.endScores, against: trl)
