@@ -204,6 +204,9 @@ let handAAPlain = chapter.must { try rewardEndLossSqreg(endScores: handScores, r
 let handTRL = chapter.must {
     try rewardEndLossMarginCenter(rewards: handRewards, margin: nil, centerRewardsCoefficient: handKappa)
 }
+let handTRLPlain = chapter.must {
+    try rewardEndLossMarginCenter(rewards: handRewards, margin: nil, centerRewardsCoefficient: nil)
+}
 var handTable = Table(["pair", "chosen", "rejected", "-log sigma(c - r)"])
 for i in 0..<2 {
     handTable.add(["\(i)", fmt(handScores.scalars[i], 1), fmt(handScores.scalars[2 + i], 1), fmt(handTRL.pairLosses.scalars[i], 6)])
@@ -211,7 +214,7 @@ for i in 0..<2 {
 chapter.show(handTable)
 chapter.say("""
 mean of the pair terms = \(fmt(handAAPlain.loss, 6)); align-anything adds lambda * (4 + 0 + 0 + 0) / 4 = \(fmt(handAA.loss - handAAPlain.loss, 2)),
-TRL adds kappa * ((2 + 0)^2 + (0 + 0)^2) / 2 = \(fmt(handTRL.loss - handAAPlain.loss, 2)).
+TRL adds kappa * ((2 + 0)^2 + (0 + 0)^2) / 2 = \(fmt(handTRL.loss - handTRLPlain.loss, 2)).
 """)
 chapter.check("loss", ours: handAA.loss, against: sqregHand)
 chapter.check("accuracy", ours: handAA.accuracy, against: sqregHand)
