@@ -107,6 +107,7 @@ let chapters = [
     "08-dpo-loss",
     "09-gradients",
     "10-end-to-end",
+    "12-three-ppo-steps",
 ]
 
 for chapter in chapters {
@@ -114,7 +115,7 @@ for chapter in chapters {
         .executableTarget(
             name: "ch" + chapter,
             dependencies: ["ChapterSupport", "TensorCore", "Golden", "PPOStep", "TinyLM", "EndToEnd"]
-                + stages.map { .byName(name: $0) },
+                + (stages + chainedStageModules).map { .byName(name: $0) },
             path: "Chapters/" + chapter,
             exclude: ["README.md"] + (chapter == "10-end-to-end" ? ["reward-kl.svg"] : [])
         )
