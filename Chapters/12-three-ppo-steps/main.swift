@@ -5,8 +5,8 @@
 // `ppoLossesSeqMean`, TRL `ppoLossesJointWhitened`), then where each puts the
 // score, what each clamps, which positions each loss reads, how each reduces,
 // and a table of every number that differs. The side-by-side run is an
-// illustration; the checked numbers come from one golden fixture per system
-// (section 8). The math is in Sources/; this file only builds inputs, prints
+// illustration; the checked numbers come from golden fixtures of each system
+// (sections 9 and 10). The math is in Sources/; this file only builds inputs, prints
 // and checks. Run it with `make chapter N=12`.
 
 import ChapterSupport
@@ -181,13 +181,15 @@ let trl = chapter.must {
                                cliprange: 0.2, cliprangeValue: 0.2, vfCoef: vfCoef, temperature: temperature)
 }
 chapter.say("""
-  DeepSpeed-Chat  ppoLosses         kl_ctl \(dsKL), clip_reward_value 5, cliprange 0.2,
-                                    cliprange_value 0.2, gamma 1, lambda 0.95
-  align-anything  ppoLossesSeqMean  kl_coeff \(aaKL), clip_range_score 50, clip_range_ratio 0.2,
-                                    clip_range_value 5, gamma 1, gae_lambda 0.95
+  DeepSpeed-Chat  ppoLosses               kl_ctl \(dsKL), clip_reward_value 5, cliprange 0.2,
+                                          cliprange_value 0.2, gamma 1, lambda 0.95
+  align-anything  ppoLossesSeqMean        kl_coeff \(aaKL), clip_range_score 50,
+                                          clip_range_ratio 0.2, clip_range_value 5, gamma 1,
+                                          gae_lambda 0.95
   TRL             ppoLossesJointWhitened  kl_coef \(trlKL) (k1), whiten_rewards false, gamma 1,
-                                    lam 0.95, cliprange 0.2, cliprange_value 0.2, vf_coef \(vfCoef),
-                                    temperature \(temperature), pad \(pad), eos \(eos), no stop token
+                                          lam 0.95, cliprange 0.2, cliprange_value 0.2,
+                                          vf_coef \(vfCoef), temperature \(temperature), pad \(pad), eos \(eos),
+                                          no stop token
 Each runs with the defaults of its own config, so the KL coefficients differ too. Everything below
 is the output of these three calls on numbers written in this file: an illustration, not a fixture.
 """)
@@ -339,6 +341,30 @@ On this batch: row 1's score (the clip); every KL term (the coefficients); the r
 and 1 (where the score lands); the advantages (the score position, which values survive past the
 end, TRL's whitening); and the losses (masks, reduction, value clip, and TRL's vf_coef).
 """)
+chapter.say("""
+The same differences as numbers of this rollout (j in response coordinates):
+""")
+/// "yes" or "no" for a 0/1 mask entry.
+func yesNo(_ x: Int64) -> String { x == 1 ? "yes" : "no" }
+var numbers = Table(["on this rollout", "DS", "AA", "TRL", "why"], leftAligned: [0, 4])
+numbers.add(["row 0: score at j", String(dsScoreAt[0] - start), String(aa.endIndices[0] - start),
+             String(trl.rollout.scorePositions[0]), "one past the EOS / the EOS action"])
+numbers.add(["row 1: reward at the score", fmt(dsRewards[1, dsScoreAt[1] - start], 3),
+             fmt(aaRewards[1, aa.endIndices[1] - start], 3), fmt(trl.rollout.rewards[1, trl.rollout.scorePositions[1]], 3),
+             "DS clips to -5; TRL's KL is 0 there"])
+numbers.add(["row 2: reward at j = 0", fmt(dsRewards[2, 0], 3), fmt(aaRewards[2, 0], 3),
+             fmt(trl.rollout.rewards[2, 0], 3), "beta = 0.1 / 0.02 / 0.05"])
+numbers.add(["row 0: advantage at j = 0", fmt(dsAdv[0, 0], 3), fmt(aaAdv[0, 0], 3), fmt(trl.advantages[0, 0], 3),
+             "score position; TRL whitens"])
+numbers.add(["row 0: V trained at score?", yesNo(dsLossMask[0, dsScoreAt[0] - start]), "yes",
+             yesNo(trl.valueMask[0, trl.rollout.scorePositions[0]]), "TRL's M1 reaches j*"])
+numbers.add(["actor loss", fmt(ds.actor.loss, 4), fmt(aa.actor.loss, 4), fmt(trl.pgLoss, 4),
+             "reduction, advantages"])
+numbers.add(["critic loss", fmt(ds.critic.loss, 4), fmt(aa.critic.loss, 4), fmt(trl.vfLoss, 4),
+             "value clip 0.2 / 5, masks, means"])
+numbers.add(["total loss", "-", "-", fmt(trl.loss, 4), "TRL: one backward of pg + \(vfCoef) * vf"])
+chapter.show(numbers)
+
 
 // MARK: 9. Checked against PyTorch
 
