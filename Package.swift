@@ -108,6 +108,7 @@ let chapters = [
     "09-gradients",
     "10-end-to-end",
     "11-three-reward-models",
+    "12-three-ppo-steps",
 ]
 
 for chapter in chapters {
@@ -115,7 +116,7 @@ for chapter in chapters {
         .executableTarget(
             name: "ch" + chapter,
             dependencies: ["ChapterSupport", "TensorCore", "Golden", "PPOStep", "TinyLM", "EndToEnd"]
-                + stages.map { .byName(name: $0) },
+                + (stages + chainedStageModules).map { .byName(name: $0) },
             path: "Chapters/" + chapter,
             exclude: ["README.md"] + (chapter == "10-end-to-end" ? ["reward-kl.svg"] : [])
         )
