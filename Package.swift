@@ -144,14 +144,10 @@ targets.append(
 let benchmarkProducts: [Product] = [.executable(name: "rlhf-bench", targets: ["Bench"])]
 
 /// Libraries other packages can use: `RLHFMath`, every math module and the
-/// fixture reader in one product, and one product per stage module.
-///
-/// ```swift
-/// dependencies: [.package(path: "../rlhf-swift")],
-/// targets: [.target(name: "Mine", dependencies: [.product(name: "RLHFMath", package: "RLHFMath")])]
-/// ```
-///
-/// Then `import GAE`, `import TensorCore`, ... (Tests/LibraryConsumer builds one.)
+/// fixture reader in one product, and one product per stage module. A package that
+/// depends on this one by path names it "RLHFMath" and lists the products it uses
+/// (the README's "Using the library from another package" shows the lines;
+/// Tests/LibraryConsumer is such a package), then imports `GAE`, `TensorCore`, ...
 let mathModules = ["TensorCore"] + stages + ["PPOStep"] + chainedStageModules + ["FusedKernels", "TinyLM"]
 let libraryProducts: [Product] =
     [.library(name: "RLHFMath", targets: mathModules + ["Golden"])]

@@ -21,22 +21,15 @@ batch: rewards with a KL penalty, zeroing past each answer's end, GAE, then the 
 losses on the answer part only. Here is that data flow on one small batch, every tensor printed.
 """)
 
-/// `ppoLosses` on a fixture's inputs and params.
+/// `ppoLosses` on a fixture's inputs and params, through its stage adapter.
 @MainActor func ppoStep(_ fixture: Fixture) throws(StageError) -> PPOLossesResult<Double> {
-    try ppoLosses(attentionMask: chapter.intInput(fixture, "attention_mask"),
-                  logProbs: chapter.floatInput(fixture, "log_probs"),
-                  refLogProbs: chapter.floatInput(fixture, "ref_log_probs"),
-                  values: chapter.floatInput(fixture, "values"),
-                  newLogProbs: chapter.floatInput(fixture, "new_log_probs"),
-                  newValues: chapter.floatInput(fixture, "new_values"),
-                  rewardScore: chapter.floatInput(fixture, "reward_score"),
-                  promptLength: chapter.intParam(fixture, "prompt_length"),
-                  klCtl: chapter.realParam(fixture, "kl_ctl"),
-                  clipRewardValue: chapter.realParam(fixture, "clip_reward_value"),
-                  cliprange: chapter.realParam(fixture, "cliprange"),
-                  cliprangeValue: chapter.realParam(fixture, "cliprange_value"),
-                  gamma: chapter.realParam(fixture, "gamma"),
-                  lambda: chapter.realParam(fixture, "lambda"))
+    do {
+        return try PPOLossesStage.forward(chapter.arguments(fixture))
+    } catch let error as StageError {
+        throw error
+    } catch {
+        return chapter.must { throw error }  // a fixture the chapter cannot read ends it with the message
+    }
 }
 
 /// Columns `[from...]` of a rank-2 tensor: PyTorch's `x[:, from:]`, for printing.

@@ -40,21 +40,15 @@ func tail<S>(_ x: Tensor<S>, from first: Int) -> Tensor<S> { x.columns(first...)
 func cells(_ x: Tensor<Double>, _ b: Int, _ digits: Int = 3) -> [String] { x.row(b).map { fmt($0, digits) } }
 func cells(_ x: Tensor<Int64>, _ b: Int) -> [String] { x.row(b).map { String($0) } }
 
-/// DeepSpeed-Chat's `ppoLosses` on a fixture's inputs and params.
+/// DeepSpeed-Chat's `ppoLosses` on a fixture's inputs and params, through its stage adapter.
 @MainActor func ppoStep(_ fixture: Fixture) throws(StageError) -> PPOLossesResult<Double> {
-    try ppoLosses(attentionMask: chapter.intInput(fixture, "attention_mask"),
-                  logProbs: chapter.floatInput(fixture, "log_probs"),
-                  refLogProbs: chapter.floatInput(fixture, "ref_log_probs"),
-                  values: chapter.floatInput(fixture, "values"),
-                  newLogProbs: chapter.floatInput(fixture, "new_log_probs"),
-                  newValues: chapter.floatInput(fixture, "new_values"),
-                  rewardScore: chapter.floatInput(fixture, "reward_score"),
-                  promptLength: chapter.intParam(fixture, "prompt_length"),
-                  klCtl: chapter.realParam(fixture, "kl_ctl"),
-                  clipRewardValue: chapter.realParam(fixture, "clip_reward_value"),
-                  cliprange: chapter.realParam(fixture, "cliprange"),
-                  cliprangeValue: chapter.realParam(fixture, "cliprange_value"),
-                  gamma: chapter.realParam(fixture, "gamma"), lambda: chapter.realParam(fixture, "lambda"))
+    do {
+        return try PPOLossesStage.forward(chapter.arguments(fixture))
+    } catch let error as StageError {
+        throw error
+    } catch {
+        return chapter.must { throw error }  // a fixture the chapter cannot read ends it with the message
+    }
 }
 
 /// align-anything's `ppoLossesSeqMean` on a fixture's inputs and params.

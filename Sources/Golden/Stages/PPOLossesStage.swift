@@ -14,8 +14,9 @@ public enum PPOLossesStage: StageAdapter {
                  .float("new_log_probs"), .float("new_values"), .float("reward_score")],
         outputs: ["rewards", "old_values", "advantages", "returns", "actor_loss", "critic_loss"])
 
-    public static func run<T: FloatScalar>(_ a: FixtureArguments<T>) throws -> [String: FixtureTensor] {
-        let result = try ppoLosses(
+    /// The step on a fixture's arguments, with every intermediate (for `run` and the chapters).
+    public static func forward<T: FloatScalar>(_ a: FixtureArguments<T>) throws -> PPOLossesResult<T> {
+        try ppoLosses(
             attentionMask: a.mask("attention_mask"), logProbs: a.float("log_probs"),
             refLogProbs: a.float("ref_log_probs"), values: a.float("values"),
             newLogProbs: a.float("new_log_probs"), newValues: a.float("new_values"),
@@ -23,6 +24,10 @@ public enum PPOLossesStage: StageAdapter {
             klCtl: a.real("kl_ctl"), clipRewardValue: a.real("clip_reward_value"),
             cliprange: a.real("cliprange"), cliprangeValue: a.real("cliprange_value"),
             gamma: a.real("gamma"), lambda: a.real("lambda"))
+    }
+
+    public static func run<T: FloatScalar>(_ a: FixtureArguments<T>) throws -> [String: FixtureTensor] {
+        let result = try forward(a)
         return ["rewards": FixtureTensor(result.rewards), "old_values": FixtureTensor(result.oldValues),
                 "advantages": FixtureTensor(result.advantages), "returns": FixtureTensor(result.returns),
                 "actor_loss": FixtureTensor(scalar: result.actor.loss),
