@@ -354,6 +354,11 @@ private enum RecipeExperience {
             let kept = (0..<sequences.shape[0]).filter { b in
                 (start + 1..<sequences.shape[1]).contains { attentionMask[b, $0] == 1 }
             }
+            guard !kept.isEmpty else {
+                throw StageError(.emptyMask, stage: "ppo", argument: "sequences",
+                                 "recipe align-anything: no answer of the batch has a token under ids != pad "
+                                 + "(each was ended by a sampled <pad>), and its per-sequence means would all be 0/0")
+            }
             self = .alignAnything(reward: reward, kept: kept)
         case .trl:
             let B = sequences.shape[0], L = sequences.shape[1], T = L - 1 - start
