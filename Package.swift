@@ -76,7 +76,8 @@ targets += [
     .target(name: "Golden", dependencies: ["TensorCore", "PPOStep", "TinyLM"]
                 + (stages + chainedStageModules).map { .byName(name: $0) }),
     // SFT, reward model, PPO and DPO on the toy language, with the library's stages.
-    .target(name: "EndToEnd", dependencies: ["TensorCore", "TinyLM", "PPOStep"] + stages.map { .byName(name: $0) }),
+    .target(name: "EndToEnd", dependencies: ["TensorCore", "TinyLM", "PPOStep", "PPOLossesSeqMean", "RewardsKLFirstPad",
+                                             "PPOLossesJointWhitened"] + stages.map { .byName(name: $0) }),
     // `golden-verify [PATH ...]`: runs every fixture under the paths.
     .executableTarget(name: "GoldenVerify", dependencies: ["Golden"]),
     // Tables, fixture loading and golden checks for the chapters (no math here).

@@ -9,6 +9,7 @@
 //   --kl-ctl X    the KL penalty's coefficient (default 0.8; DeepSpeed-Chat's is 0.1,
 //                 see the README for why this toy needs a tighter leash)
 //   --plot PATH   where to write the SVG plot of reward and KL
+//   --recipe R    whose PPO step: deepspeed-chat (default), align-anything or trl
 // Run it with `make chapter N=10` or `swift run -c release ch10-end-to-end`.
 
 #if canImport(Glibc)
@@ -28,7 +29,7 @@ var settings = PipelineSettings()
 var plotPath: String?
 /// 100 times the default: the chapter runs PPO twice, and a longer run is a long wait.
 let maximumSteps = 10_000
-let usage = "usage: ch10-end-to-end [--seed N] [--steps N] [--kl-ctl X] [--plot PATH]"
+let usage = "usage: ch10-end-to-end [--seed N] [--steps N] [--kl-ctl X] [--plot PATH]\n       [--recipe deepspeed-chat|align-anything|trl]"
 var arguments = CommandLine.arguments.dropFirst()
 while let option = arguments.popFirst() {
     func value() -> String {
@@ -60,6 +61,11 @@ while let option = arguments.popFirst() {
             print("--plot takes the path of a file in an existing, writable directory, got '\(path)'\n\(usage)"); exit(2)
         }
         plotPath = path
+    case "--recipe":
+        guard let recipe = PPORecipe(rawValue: value()) else {
+            print("--recipe takes deepspeed-chat, align-anything or trl\n\(usage)"); exit(2)
+        }
+        settings.ppo.recipe = recipe
     case "--help", "-h":
         print(usage); exit(0)
     default:
@@ -68,7 +74,7 @@ while let option = arguments.popFirst() {
 }
 let defaults = PipelineSettings()
 let isDefaultRun = settings.seed == defaults.seed && settings.ppo.steps == defaults.ppo.steps
-    && settings.ppo.klCtl == defaults.ppo.klCtl
+    && settings.ppo.klCtl == defaults.ppo.klCtl && settings.ppo.recipe == defaults.ppo.recipe
 
 let chapter = Chapter(number: 10, title: "End to end: SFT, a reward model, PPO and DPO on a tiny model")
 chapter.say("""
@@ -209,6 +215,13 @@ cliprange = \(fmt(ppo.cliprange, 2)),
 gamma = \(fmt(ppo.gamma, 2)), lambda = \(fmt(ppo.lambda, 2)). KL is the mean over the batch of the sum over answer tokens of
 log pi - log pi_ref: how far, in nats, the actor has moved from the SFT model.
 """)
+if ppo.recipe != defaults.ppo.recipe {
+    let step = ppo.recipe == .trl ? "TRL's ppo_losses_joint_whitened" : "align-anything's ppo_losses_seq_mean"
+    chapter.say("""
+    Recipe \(ppo.recipe.rawValue): the losses and gradients of each epoch are \(step) with that peer's
+    defaults (Sources/EndToEnd/ProximalPolicyOptimization.swift, PPORecipe), kl_ctl kept at \(fmt(ppo.klCtl, 2)).
+    """)
+}
 progress("[3/4] PPO: \(ppo.steps) steps ...")
 let ppoRun = chapter.must { try runPPO(prepared, settings: ppo, seed: settings.seed &+ 2, progress: stepLine) }
 let records = ppoRun.records

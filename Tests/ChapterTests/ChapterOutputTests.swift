@@ -105,7 +105,7 @@ struct ChapterOutputTests {
     @Test("chapter 10 refuses an absurd flag with its usage and status 2, before it trains anything",
           arguments: [["--steps", "0"], ["--steps", "99999999999"], ["--steps", "-3"], ["--kl-ctl", "nan"],
                       ["--kl-ctl", "-1"], ["--kl-ctl", "inf"], ["--seed", "-1"], ["--seed"], ["--plot", ""],
-                      ["--plot", "/no/such/directory/plot.svg"], ["--bogus"]])
+                      ["--plot", "/no/such/directory/plot.svg"], ["--bogus"], ["--recipe", "bogus"]])
     func chapter10Flags(arguments: [String]) throws {
         let path = try #require(executable(for: "10-end-to-end"), "ch10-end-to-end is not built")
         let (status, output) = try run(path, arguments)

@@ -57,6 +57,38 @@ struct EndToEndTests {
         #expect(other.sft.parameters.fingerprint != prepared.sft.parameters.fingerprint)
     }
 
+    @Test("PPO with each recipe: finite losses, the actor moves, and DeepSpeed-Chat's gives the records it always gave")
+    func ppoRecipes() throws {
+        let settings = shortSettings()
+        let prepared = try prepareModels(settings)
+        for recipe in PPORecipe.allCases {
+            var ppoSettings = settings.ppo
+            ppoSettings.recipe = recipe
+            let run = try runPPO(prepared, settings: ppoSettings, seed: 1)
+            #expect(run.records.count == 3, "\(recipe)")
+            for record in run.records {
+                #expect(record.actorLoss.isFinite && record.criticLoss.isFinite, "\(recipe): step \(record.step)")
+                #expect(record.meanReward.isFinite && record.meanKL.isFinite, "\(recipe): step \(record.step)")
+            }
+            #expect(run.records[0].meanKL == 0, "\(recipe): the first batch is sampled before any update")
+            #expect(run.actor.parameters != prepared.sft.parameters, "\(recipe): the actor did not move")
+            #expect(run.records[1].meanKL != 0, "\(recipe): the actor's second batch is still the reference's")
+        }
+        // The default recipe, bit for bit what the loop gave before recipes existed
+        // (the same short run, seed 1, recorded from commit a2f2e63).
+        let deepSpeedChat = try runPPO(prepared, settings: settings.ppo, seed: 1)
+        #expect(settings.ppo.recipe == .deepSpeedChat)
+        #expect(deepSpeedChat.actor.parameters.fingerprint == "50cd87b18888084d")
+        let bits: [[UInt64]] = [
+            [0xbfb641c49a00ca28, 0, 0x3f82f74cb4fb735c, 0x3f52172469ffb61a, 0x4010800000000000],
+            [0xbfb7f8e28f31f8b0, 0xbfa1c4089ed2a0b6, 0x3fb2ea80b3c56a15, 0x3f73f87d70022265, 0x4005000000000000],
+            [0xbfb74c914f6aaaf8, 0xbf9def7886e5b92d, 0x3faa81386daf4cb5, 0x3f776569b1a06a78, 0x400d000000000000],
+        ]
+        #expect(deepSpeedChat.records.map {
+            [$0.meanReward, $0.meanKL, $0.actorLoss, $0.criticLoss, $0.meanAnswerLength].map(\.bitPattern)
+        } == bits)
+    }
+
     @Test("PPO with both learning rates 0 leaves actor and critic exactly as they were")
     func ppoWithoutUpdates() throws {
         var rng = SplitMix64(seed: 3)
@@ -364,6 +396,9 @@ struct EndToEndHostileInputTests {
         expectStageError(.parameterOutOfRange, argument: "clip_reward_value") { try ppo { $0.clipRewardValue = -1 } }
         expectStageError(.parameterOutOfRange, argument: "temperature") { try ppo { $0.temperature = .infinity } }
         expectStageError(.parameterOutOfRange, argument: "actor_learning_rate") { try ppo { $0.actorLearningRate = .nan } }
+        expectStageError(.parameterOutOfRange, argument: "batch_size") {
+            try ppo { $0.recipe = .trl; $0.batchSize = 1 }
+        }
         // A critic whose context cannot hold prompt + answer.
         models.critic = try toyModel(contextLength: 5)
         expectStageError(.parameterOutOfRange, argument: "critic.contextLength") { try ppo { _ in } }
