@@ -14,10 +14,10 @@ struct PPOLossesSeqMeanTests {
         expectGoldenFixturesPass(stage: "ppo_losses_seq_mean", minimum: 10)
     }
 
-    /// peer-conventions §11: L = 7, prompt at 0-1, answer at 2-4, pads at 5-6.
-    static let toyMask = intMatrix([[1, 1, 1, 1, 1, 0, 0]])
-    static let toyLogProbs = matrix([[0.0, 0.1, -0.2, 0.3, 0.5, -0.4]])
-    static let toyValues = matrix([[0.0, 0.5, 0.4, 0.3, 0.2, 0.1]])
+    /// peer-conventions §11 (`ConventionsToy` in TestSupport).
+    static let toyMask = ConventionsToy.attentionMask
+    static let toyLogProbs = ConventionsToy.logProbs
+    static let toyValues = ConventionsToy.values
 
     @Test("align-anything's toy by hand: score on t = 3, masked GAE from s = 1, per-row means, rl_step's statistics")
     func toyByHand() throws {

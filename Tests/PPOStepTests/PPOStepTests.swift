@@ -14,10 +14,10 @@ struct PPOStepTests {
         expectGoldenFixturesPass(stage: "ppo_losses")
     }
 
-    /// peer-conventions §11: L = 7, prompt at 0-1, answer at 2-4, pads at 5-6.
-    static let toyMask = intMatrix([[1, 1, 1, 1, 1, 0, 0]])
-    static let toyLogProbs = matrix([[0.0, 0.1, -0.2, 0.3, 0.5, -0.4]])
-    static let toyValues = matrix([[0.0, 0.5, 0.4, 0.3, 0.2, 0.1]])
+    /// peer-conventions §11 (`ConventionsToy` in TestSupport).
+    static let toyMask = ConventionsToy.attentionMask
+    static let toyLogProbs = ConventionsToy.logProbs
+    static let toyValues = ConventionsToy.values
 
     @Test("DeepSpeed-Chat's toy by hand: zeroing from end = 5, GAE from start = 1")
     func toyByHand() throws {
