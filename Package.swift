@@ -26,6 +26,10 @@ let stages = [
     "RewardEndLossMarginCenter",  // reward_end_loss_margin_center (TRL)
     "RewardsKLEndClamped",        // rewards_kl_end_clamped (align-anything PPO)
     "MaskedWhiten",               // masked_whiten (TRL PPO)
+    // v1.1, the alignment zoo: one module per family, one file per stage.
+    "KLControl",             // kl_estimators, adaptive_kl_controller (OpenRLHF, TRL)
+    "PreferenceLosses",      // dpo_variants, cpo_loss, orpo_loss, kto_loss (TRL, OpenRLHF)
+    "CriticFreeAdvantages",  // group_advantages (TRL), token_advantages (OpenRLHF)
 ]
 
 /// The v1.1 seed-system stages that reuse other modules: align-anything's PPO (the
@@ -42,6 +46,7 @@ let chainedStages: [(name: String, uses: [String])] = [
     ("RewardsKLFirstPad", ["MaskedWhiten"]),                      // rewards_kl_first_pad
     ("PPOLossesJointWhitened", ["MaskedWhiten", "RewardsKLFirstPad", "GAE", "GatherLogProbs", "ActorLoss",
                                 "CriticLoss"]),                   // ppo_losses_joint_whitened
+    ("PolicyLosses", ["KLControl"]),                              // ppo_policy_loss (OpenRLHF), grpo_loss (TRL)
 ]
 let chainedStageModules = chainedStages.map(\.name)
 

@@ -101,6 +101,34 @@ public struct FixtureArguments<T: FloatScalar>: Sendable {
         throw FixtureProblem(field: "params.\(name)", "expected a whole number, got \(text)")
     }
 
+    /// A list of numbers that may be `null` (`reward_weights`): nil for `null`.
+    public func optionalRealList(_ name: String) throws(FixtureProblem) -> [Double]? {
+        switch try declaredValue(name, .realList) {
+        case .null: return nil
+        case .array(let items):
+            var values: [Double] = []
+            for (i, item) in items.enumerated() {
+                guard case .number(let text) = item, let x = Double(text) else {
+                    throw FixtureProblem(field: "params.\(name)[\(i)]", "expected a number, got \(item.kindName)")
+                }
+                values.append(x)
+            }
+            return values
+        case let other:
+            throw FixtureProblem(field: "params.\(name)", "expected \(ParamDeclaration.Kind.realList.rawValue), got \(other.kindName)")
+        }
+    }
+
+    /// A clamp range `[lo, hi]` that may be `null` (no clamp): `clip_range`,
+    /// `reward_clip_range`. Exactly two numbers; the stage checks `lo <= hi`.
+    public func optionalRange(_ name: String) throws(FixtureProblem) -> ClosedRangeParam? {
+        guard let values = try optionalRealList(name) else { return nil }
+        guard values.count == 2 else {
+            throw FixtureProblem(field: "params.\(name)", "expected [lo, hi], two numbers, got \(values.count)")
+        }
+        return ClosedRangeParam(lo: values[0], hi: values[1])
+    }
+
     /// A boolean param.
     public func bool(_ name: String) throws(FixtureProblem) -> Bool {
         guard case .bool(let value) = try declaredValue(name, .bool) else {
@@ -182,7 +210,7 @@ public struct FixtureArguments<T: FloatScalar>: Sendable {
         let fits: Bool
         switch (param.kind, value) {
         case (_, .null): fits = param.nullable
-        case (.int, .number), (.real, .number), (.bool, .bool), (.string, .string): fits = true
+        case (.int, .number), (.real, .number), (.bool, .bool), (.string, .string), (.realList, .array): fits = true
         default: fits = false
         }
         guard fits else {
@@ -206,5 +234,16 @@ public struct FixtureArguments<T: FloatScalar>: Sendable {
         case .null: return nil
         case let other: throw FixtureProblem(field: "params.\(name)", "expected \(kind.rawValue), got \(other.kindName)")
         }
+    }
+}
+
+/// A `[lo, hi]` param as the fixture gives it; `lo > hi` is left for the stage to refuse
+/// with its own error, as the spec lists it.
+public struct ClosedRangeParam: Sendable, Equatable {
+    public let lo: Double
+    public let hi: Double
+    public init(lo: Double, hi: Double) {
+        self.lo = lo
+        self.hi = hi
     }
 }

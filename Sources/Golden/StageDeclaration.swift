@@ -55,6 +55,7 @@ public struct ParamDeclaration: Sendable {
         case real = "a number"
         case bool = "a boolean"
         case string = "a string"
+        case realList = "a list of numbers"
     }
 
     public let name: String
@@ -96,6 +97,14 @@ public struct ParamDeclaration: Sendable {
     /// A boolean param, required unless given a default.
     public static func bool(_ name: String, default value: Bool? = nil) -> ParamDeclaration {
         ParamDeclaration(name: name, kind: .bool, defaultValue: value.map { .bool($0) })
+    }
+
+    /// A list of numbers that may be `null` (the peer's `None`), which is also its
+    /// default unless another is given: a clamp range `[lo, hi]`
+    /// (`clip_range`, `reward_clip_range`) or TRL's `reward_weights`.
+    public static func optionalRealList(_ name: String, default value: [Double]? = nil) -> ParamDeclaration {
+        ParamDeclaration(name: name, kind: .realList,
+                         defaultValue: value.map { .array($0.map { .number(String($0)) }) } ?? .null, nullable: true)
     }
 
     /// A string param (an enum switch such as `kl_estimator`), required unless given
