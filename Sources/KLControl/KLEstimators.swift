@@ -10,10 +10,27 @@ import TensorCore
 /// | `k1` | `r` | KL(π‖π_ref), unbiased | any (a single sample can be negative) |
 /// | `k2` | `r²/2` | not KL(π‖π_ref) (biased; close when π ≈ π_ref) | ≥ 0 |
 /// | `k3` | `(e^(−r) − 1) + r` | KL(π‖π_ref), unbiased | ≥ 0 (e^x ≥ 1 + x) |
+///
+/// (`RewardsKLFirstPad` has its own `KLEstimator` with TRL's two cases and TRL's
+/// sign convention; the two never meet in one file.)
 public enum KLEstimator: String, CaseIterable, Sendable {
     case k1
     case k2
     case k3
+
+    /// The estimator OpenRLHF calls `name`.
+    ///
+    /// - Throws: ``StageError`` (`parameterOutOfRange`, argument `argument`, under
+    ///   `stage`) for a name other than "k1", "k2" and "k3". OpenRLHF would leave
+    ///   its result unbound and fail with an UnboundLocalError.
+    @inlinable
+    public init(named name: String, stage: String, argument: String = "estimator") throws(StageError) {
+        guard let estimator = KLEstimator(rawValue: name) else {
+            throw StageError(.parameterOutOfRange, stage: stage, argument: argument,
+                             "\(argument) = \(name.debugDescription) must be \"k1\", \"k2\" or \"k3\"")
+        }
+        self = estimator
+    }
 }
 
 /// One estimate from one log-ratio `r = log π − log π_ref`, unclamped.
