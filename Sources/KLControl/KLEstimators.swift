@@ -47,7 +47,14 @@ public enum KLEstimator: String, CaseIterable, Sendable {
 /// absolute resolution), and `+ r` then cancels the first-order term, so k3 ≈ r²/2
 /// comes out with an absolute error of a few 1e-8. The float32 fixtures are the
 /// peer's bits, so this function does not use `expm1` (which would be more
-/// accurate, and wrong against the peer).
+/// accurate, and wrong against the peer). The same cancellation can even make the
+/// evaluated k3 negative, though the exact k3 is ≥ 0. In Float, r = 1e-7 gives
+/// exp(−r) = 0.99999988 (the float below 1), so k3 = −1.19e-7 + 1e-7 = −1.9e-8.
+/// The dip stays below one unit in the last place of 1 (1.19e-7 in Float, 2.2e-16
+/// in Double). torch's vectorised exp is not always correctly rounded: at r =
+/// −2^−24 it returns exp(2^−24) = 1 where libm's expf gives 1 + 2^−23, so the
+/// peer's k3 is −5.96e-8 there (fixture `k3-tiny-ratios-f32`) and ours +5.96e-8,
+/// one ulp of 1 apart, well inside the float32 tolerance.
 ///
 /// `exp(−r)` overflows to `+inf` for `r < −709.78` (Double) or `r < −88.72`
 /// (Float); then k3 is `+inf` and only a clamp brings it back (see
