@@ -225,8 +225,9 @@ public struct KLEstimatesResult<T: FloatScalar>: Sendable {
 /// `masked_mean` as `RemoteExperienceMaker.make_experience` logs it.
 ///
 /// - Throws: ``StageError`` as ``klEstimate(logProbs:refLogProbs:estimator:clipRange:)``,
-///   plus a mask of another shape, a mask that is not 0/1, and a mask row with no 1
-///   (`emptyMask`: OpenRLHF divides 0 by 0 and logs NaN).
+///   plus a mask of another shape, a mask that is not 0/1, a mask row with no 1
+///   (`emptyMask`: OpenRLHF divides 0 by 0 and logs NaN), and a mean that
+///   overflows (`nonFiniteResult`).
 @inlinable
 public func klEstimators<T: FloatScalar>(
     logProbs: Tensor<T>,
@@ -259,6 +260,11 @@ public func klEstimators<T: FloatScalar>(
                              "row \(b) of mask \(describe(shape: mask.shape)) has no 1: its mean would be 0/0")
         }
         klMean.scalars[b] = T(sum) / T(count)
+        // Finite estimates can still sum past the dtype's range (k2 of log-ratios near 1e154 in Double).
+        guard klMean.scalars[b].isFinite else {
+            throw StageError(.nonFiniteResult, stage: check.stage, argument: "kl_mean",
+                             "the mean of row \(b) overflows to \(klMean.scalars[b])")
+        }
     }
     return KLEstimatesResult(kl: kl, klMean: klMean)
 }

@@ -178,6 +178,11 @@ struct KLEstimatorsTests {
             try klEstimate(logProbs: matrix([[-.infinity]]), refLogProbs: matrix([[-.infinity]]), estimator: .k1,
                            clipRange: -10...10)
         }
+        // Two finite estimates of 1.6e308 whose sum overflows: the mean is refused, not reported as inf.
+        expectStageError(.nonFiniteResult, argument: "kl_mean") {
+            try klEstimators(logProbs: matrix([[1.6e308, 1.6e308]]), refLogProbs: matrix([[0, 0]]),
+                             mask: intMatrix([[1, 1]]), estimator: .k1, clipRange: nil)
+        }
         // One infinite log-prob: k1 = -inf, clamped to -10, as torch.clamp gives.
         let clamped = try klEstimate(logProbs: matrix([[-.infinity]]), refLogProbs: matrix([[-1]]), estimator: .k1,
                                      clipRange: -10...10)
