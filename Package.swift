@@ -115,8 +115,12 @@ let chapters = [
     "10-end-to-end",
     "11-three-reward-models",
     "12-three-ppo-steps",
+    "13-kl-estimators",
     "15-critic-free-advantages",
 ]
+
+/// The SVG plots a chapter writes beside its README: files SwiftPM must not treat as sources.
+let chapterPlots = ["10-end-to-end": ["reward-kl.svg"], "13-kl-estimators": ["kl-estimators.svg"]]
 
 for chapter in chapters {
     targets.append(
@@ -125,7 +129,7 @@ for chapter in chapters {
             dependencies: ["ChapterSupport", "TensorCore", "Golden", "PPOStep", "TinyLM", "EndToEnd"]
                 + (stages + chainedStageModules).map { .byName(name: $0) },
             path: "Chapters/" + chapter,
-            exclude: ["README.md"] + (chapter == "10-end-to-end" ? ["reward-kl.svg"] : [])
+            exclude: ["README.md"] + (chapterPlots[chapter] ?? [])
         )
     )
 }

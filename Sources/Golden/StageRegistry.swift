@@ -31,6 +31,8 @@ public let stageRegistry: [any StageAdapter.Type] = [
     RewardsKLFirstPadStage.self,
     PPOLossesJointWhitenedStage.self,
     // v1.1, the zoo (shared/spec/v1.1-zoo.md).
+    KLEstimatorsStage.self,
+    AdaptiveKLControllerStage.self,
     GroupAdvantagesStage.self,
     TokenAdvantagesStage.self,
 ]

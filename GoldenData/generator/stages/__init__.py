@@ -34,6 +34,8 @@ STAGE_NAMES = [
     "rewards_kl_first_pad",
     "ppo_losses_joint_whitened",
     # v1.1, the zoo (shared/spec/v1.1-zoo.md)
+    "kl_estimators",
+    "adaptive_kl_controller",
     "group_advantages",
     "token_advantages",
 ]
