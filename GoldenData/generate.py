@@ -4,6 +4,7 @@
 Run from the repository root:
 
     python3 GoldenData/generate.py          # (re)write every generated fixture
+    python3 GoldenData/generate.py --stage gae --stage dpo_loss   # only those folders
     python3 GoldenData/generate.py --list   # print the fixture table used in README.md
 
 This file checks the torch build and hands over to the `generator` package beside

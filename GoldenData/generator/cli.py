@@ -1,5 +1,6 @@
-"""The generator's command line: main() writes every generated fixture, or with
---list prints the per-stage fixture tables of GoldenData/README.md.
+"""The generator's command line: main() writes every generated fixture (or, with
+--stage, only the named stages' folders), or with --list prints the per-stage
+fixture tables of GoldenData/README.md.
 
 Before writing, it deletes the JSON files whose `source` starts with
 "GoldenData/generate.py" and nothing else: hand-written fixtures survive. After
@@ -7,6 +8,7 @@ writing, it re-checks those other fixtures against the stages' implementations
 and fails if one disagrees.
 """
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -70,15 +72,18 @@ def print_catalog():
             print(f"| {shown} | {what.replace('|', '/')} |")
 
 
-def write_fixtures():
-    """Compute every fixture, then delete the generated files, write them all
-    again and re-check the others. Returns the exit status: 1 if a hand-written
-    fixture disagrees."""
+def write_fixtures(only=None):
+    """Compute the fixtures of every stage (or of the stages named in `only`), then
+    delete those stages' generated files, write them again and re-check the
+    hand-written fixtures. Returns the exit status: 1 if a hand-written fixture
+    disagrees."""
+    stages = [stage for stage in STAGES if only is None or stage.name in only]
     # Everything is computed before anything is deleted: a failing case leaves the folder as it was.
-    fixtures = [(stage.name, name, obj) for stage in STAGES for name, obj in stage_fixtures(stage)]
+    fixtures = [(stage.name, name, obj) for stage in stages for name, obj in stage_fixtures(stage)]
+    written_stages = {stage.name for stage in stages}
     removed = 0
     for path in sorted(GOLDEN_DIR.glob("*/*.json")):
-        if is_generated(path):
+        if path.parent.name in written_stages and is_generated(path):
             path.unlink()
             removed += 1
     seen = set()
@@ -104,11 +109,23 @@ def write_fixtures():
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(
+        prog="GoldenData/generate.py",
+        description="Write the generated golden fixtures under GoldenData/<stage>/ "
+                    "(all stages unless --stage is given).")
+    parser.add_argument("--stage", action="append", metavar="NAME",
+                        help="regenerate only this stage's folder (repeatable); other folders are left alone")
+    parser.add_argument("--list", action="store_true",
+                        help="print the per-stage fixture tables of GoldenData/README.md and write nothing")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    known = [stage.name for stage in STAGES]
+    unknown = sorted(set(args.stage or []) - set(known))
+    if unknown:
+        parser.error(f"unknown stage(s) {', '.join(unknown)}; known: {', '.join(known)}")
     torch.set_num_threads(1)  # one thread: reductions always add in the same order
     torch.use_deterministic_algorithms(True)
     check_autograd_rules()
-    if "--list" in argv:
+    if args.list:
         print_catalog()
         return 0
-    return write_fixtures()
+    return write_fixtures(set(args.stage) if args.stage else None)
