@@ -115,7 +115,10 @@ let chapters = [
     "10-end-to-end",
     "11-three-reward-models",
     "12-three-ppo-steps",
+    "14-dpo-family",
 ]
+/// The SVG plots a chapter writes beside its README (resources, not sources).
+let chapterPlots: [String: [String]] = ["10-end-to-end": ["reward-kl.svg"], "14-dpo-family": ["dpo-family.svg"]]
 
 for chapter in chapters {
     targets.append(
@@ -124,7 +127,7 @@ for chapter in chapters {
             dependencies: ["ChapterSupport", "TensorCore", "Golden", "PPOStep", "TinyLM", "EndToEnd"]
                 + (stages + chainedStageModules).map { .byName(name: $0) },
             path: "Chapters/" + chapter,
-            exclude: ["README.md"] + (chapter == "10-end-to-end" ? ["reward-kl.svg"] : [])
+            exclude: ["README.md"] + (chapterPlots[chapter] ?? [])
         )
     )
 }

@@ -314,13 +314,11 @@ struct DPOVariantsPass<T: FloatScalar> {
         let epsilon = labelSmoothing
         if lossType == .robust, !(epsilon >= 0 && epsilon < 0.5) {
             throw StageError(.parameterOutOfRange, stage: check.stage, argument: "label_smoothing",
-                             "label_smoothing = \(epsilon) must be in [0, 0.5) for robust, which divides by 1 - 2ε "
-                             + "(TRL only warns)")
+                             "robust: ε = \(epsilon) not in [0, 0.5)")
         }
         if lossType == .exoPair, !(epsilon > 0 && epsilon < 1) {
             throw StageError(.parameterOutOfRange, stage: check.stage, argument: "label_smoothing",
-                             "label_smoothing = \(epsilon) must be in (0, 1) for exo_pair, which takes log ε and "
-                             + "log(1 - ε) (TRL raises at 0 and returns inf at 1)")
+                             "exo_pair: ε = \(epsilon) not in (0, 1)")
         }
 
         // ---- h and the scores u = f(h), with f'(h) for the backward ----
