@@ -116,11 +116,15 @@ let chapters = [
     "11-three-reward-models",
     "12-three-ppo-steps",
     "13-kl-estimators",
+    "14-dpo-family",
     "15-critic-free-advantages",
 ]
-
 /// The SVG plots a chapter writes beside its README: files SwiftPM must not treat as sources.
-let chapterPlots = ["10-end-to-end": ["reward-kl.svg"], "13-kl-estimators": ["kl-estimators.svg"]]
+let chapterPlots = [
+    "10-end-to-end": ["reward-kl.svg"],
+    "13-kl-estimators": ["kl-estimators.svg"],
+    "14-dpo-family": ["dpo-family.svg"],
+]
 
 for chapter in chapters {
     targets.append(

@@ -35,6 +35,7 @@ public let stageRegistry: [any StageAdapter.Type] = [
     AdaptiveKLControllerStage.self,
     GroupAdvantagesStage.self,
     TokenAdvantagesStage.self,
+    DPOVariantsStage.self,
 ]
 
 /// The adapter of the stage with fixture name `name`.

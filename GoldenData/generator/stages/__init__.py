@@ -38,6 +38,7 @@ STAGE_NAMES = [
     "adaptive_kl_controller",
     "group_advantages",
     "token_advantages",
+    "dpo_variants",
 ]
 
 STAGES = [importlib.import_module(f"{__name__}.{name}").STAGE for name in STAGE_NAMES]
