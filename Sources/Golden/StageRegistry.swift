@@ -36,6 +36,8 @@ public let stageRegistry: [any StageAdapter.Type] = [
     GroupAdvantagesStage.self,
     TokenAdvantagesStage.self,
     DPOVariantsStage.self,
+    PPOPolicyLossStage.self,
+    GRPOLossStage.self,
 ]
 
 /// The adapter of the stage with fixture name `name`.

@@ -39,6 +39,8 @@ STAGE_NAMES = [
     "group_advantages",
     "token_advantages",
     "dpo_variants",
+    "ppo_policy_loss",
+    "grpo_loss",
 ]
 
 STAGES = [importlib.import_module(f"{__name__}.{name}").STAGE for name in STAGE_NAMES]
