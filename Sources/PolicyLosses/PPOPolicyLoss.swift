@@ -1,4 +1,5 @@
 import TensorCore
+import KLControl
 
 /// OpenRLHF's `policy_loss_type`: how the importance ratio is formed.
 public enum PolicyLossType: String, CaseIterable, Sendable {
@@ -7,16 +8,6 @@ public enum PolicyLossType: String, CaseIterable, Sendable {
     /// GSPO (Zheng et al., 2025): one ratio per sequence, exp of the mean log-ratio,
     /// always reduced at sample level.
     case gspo
-}
-
-/// The KL estimator of the KL-loss term (OpenRLHF's `kl_estimator`): k1 = r,
-/// k2 = r²/2, k3 = (e^(−r) − 1) + r with r = log_probs − ref_log_probs.
-///
-/// It is the `kl_estimators` stage's switch (KLControl's `KLEstimator`), repeated
-/// here so that this module builds on its own while both are written; the lead
-/// replaces it with KLControl's type once both are merged.
-public enum PolicyKLEstimator: String, CaseIterable, Sendable {
-    case k1, k2, k3
 }
 
 /// The params of `ppo_policy_loss`, with OpenRLHF's defaults.
@@ -37,11 +28,11 @@ public struct PPOPolicyLossConfig: Sendable {
     /// `kl_coef` (0.01): gates the KL term (> 0) and scales it.
     public var klCoef: Double = 0.01
     /// `kl_estimator` ("k1").
-    public var klEstimator: PolicyKLEstimator = .k1
+    public var klEstimator: KLEstimator = .k1
 
     public init(policyLossType: PolicyLossType = .ppo, clipEpsLow: Double = 0.2, clipEpsHigh: Double = 0.2,
                 dualClip: Double? = nil, tokenLevelLoss: Bool = true, useKLLoss: Bool = false,
-                klCoef: Double = 0.01, klEstimator: PolicyKLEstimator = .k1) {
+                klCoef: Double = 0.01, klEstimator: KLEstimator = .k1) {
         self.policyLossType = policyLossType
         self.clipEpsLow = clipEpsLow
         self.clipEpsHigh = clipEpsHigh
@@ -184,7 +175,7 @@ public func ppoPolicyLoss<T: FloatScalar>(
         var sum: T = 0
         if config.klCoef > 0 {
             for i in 0..<(rows * columns) {
-                let k = clampToBounds(policyKLEstimate(logProbs.scalars[i] - ref.scalars[i], config.klEstimator),
+                let k = clampToBounds(klEstimate(logRatio: logProbs.scalars[i] - ref.scalars[i], estimator: config.klEstimator),
                                       T(-10), T(10))
                 sum += k * T(m[i])
             }
@@ -283,9 +274,9 @@ public func ppoPolicyLossGradLogProbs<T: FloatScalar>(
         let scale = T(config.klCoef) / T(n)
         for i in 0..<(rows * columns) where m[i] != 0 {
             let r = logProbs.scalars[i] - ref.scalars[i]
-            let k = policyKLEstimate(r, config.klEstimator)
+            let k = klEstimate(logRatio: r, estimator: config.klEstimator)
             if k >= -10 && k <= 10 {
-                gradient[i] += scale * policyKLEstimateDerivative(r, config.klEstimator)
+                gradient[i] += scale * klEstimateDerivative(logRatio: r, estimator: config.klEstimator)
             }
         }
     }
@@ -357,28 +348,6 @@ func checkPPOPolicyLossInputs<T: FloatScalar>(
     if config.useKLLoss, refLogProbs == nil {
         throw StageError(.shapeMismatch, stage: check.stage, argument: "ref_log_probs",
                          "use_kl_loss needs ref_log_probs [B, T], none given")
-    }
-}
-
-/// The `kl_estimators` formula (KLControl's stage), unclamped, for r = log_probs −
-/// ref_log_probs: k1 = r, k2 = r²/2, k3 = (e^(−r) − 1) + r in that order. Kept here
-/// until this module calls KLControl's public function.
-@inlinable
-func policyKLEstimate<T: FloatScalar>(_ r: T, _ estimator: PolicyKLEstimator) -> T {
-    switch estimator {
-    case .k1: return r
-    case .k2: return r * r / 2
-    case .k3: return (T.exp(-r) - 1) + r
-    }
-}
-
-/// dk/dr of ``policyKLEstimate(_:_:)``: 1, r, 1 − e^(−r).
-@inlinable
-func policyKLEstimateDerivative<T: FloatScalar>(_ r: T, _ estimator: PolicyKLEstimator) -> T {
-    switch estimator {
-    case .k1: return 1
-    case .k2: return r
-    case .k3: return 1 - T.exp(-r)
     }
 }
 

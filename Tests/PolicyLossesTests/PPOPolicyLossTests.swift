@@ -3,6 +3,7 @@ import Testing
 import TensorCore
 import TestSupport
 import PolicyLosses
+import KLControl
 
 @Suite("ppo_policy_loss")
 struct PPOPolicyLossTests {
@@ -113,7 +114,7 @@ struct PPOPolicyLossTests {
         // Ratio 1 (lp = old), A = 0: policy_loss = 0. kl_loss = mean(k); loss = 0.1·kl_loss.
         let lp = matrix([[-1, -3]]), ref = matrix([[-2, -1]])
         let a = matrix([[0, 0]]), mask = intMatrix([[1, 1]])
-        let expected: [(PolicyKLEstimator, Double, [Double])] = [
+        let expected: [(KLEstimator, Double, [Double])] = [
             (.k1, -0.5, [1, 1]),
             (.k2, 1.25, [1, -2]),
             (.k3, (exp(-1.0) + exp(2.0) - 3) / 2, [1 - exp(-1.0), 1 - exp(2.0)]),
@@ -251,7 +252,7 @@ struct PPOPolicyLossTests {
             let _: PolicyLossType = try peerSwitch("grpo", "policy_loss_type", stage: "ppo_policy_loss")
         }
         expectStageError(.parameterOutOfRange, argument: "kl_estimator") {
-            let _: PolicyKLEstimator = try peerSwitch("k4", "kl_estimator", stage: "ppo_policy_loss")
+            let _: KLEstimator = try peerSwitch("k4", "kl_estimator", stage: "ppo_policy_loss")
         }
         // gspo has no clamp: a mean log-ratio of 900 overflows, with A < 0 the loss is +inf.
         expectStageError(.nonFiniteResult, argument: "loss") {
