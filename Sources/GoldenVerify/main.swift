@@ -6,6 +6,10 @@
 //
 // A workshop attendee points it at a directory their own PyTorch code wrote:
 //   swift run -c release golden-verify path/to/my-fixtures
+// or at the answers GoldenData/workshop.py saved for the golden fixtures:
+//   swift run -c release golden-verify --answers path/to/answers
+// Under a failed row it names the known mistake that reproduces the numbers
+// (the catalogue in Sources/Workshop/), or shows the first differing element.
 // `golden-verify --stages` says where each stage's code is.
 
 #if canImport(Glibc)
@@ -14,15 +18,26 @@ import Glibc
 import Darwin
 #endif
 import Golden
+import Workshop
 
-let arguments = Array(CommandLine.arguments.dropFirst())
+var arguments = Array(CommandLine.arguments.dropFirst())
 let usage = """
     usage: golden-verify [--failures-only] [PATH ...]
+           golden-verify --answers DIR [--failures-only] [GOLDEN ...]
            golden-verify --stages
 
     Runs every fixture (*.json, format rlhf-golden-v1) under the PATHs (files or
     directories; default GoldenData), one row per fixture, and ends with
     'N passed, N failed'. Exits 1 if any fixture failed or none was found.
+
+    Under a failed row: the known mistake whose numbers the failed outputs
+    reproduce (its id, title, why it is wrong, the chapter to read), or else the
+    first differing element and what the right value there is made of.
+
+    --answers DIR checks an attendee's answers instead: DIR/<stage>/<fixture>.json
+    files (format rlhf-golden-answers-v1, as GoldenData/workshop.py writes them),
+    each against the golden fixture of the same stage and name under the GOLDEN
+    directories (default GoldenData), with the same rows and diagnoses.
 
     --stages lists every stage: its fixture name, the Swift module and function
     that compute it, and the peer function it matches.
@@ -30,6 +45,15 @@ let usage = """
 if arguments.contains("-h") || arguments.contains("--help") {
     print(usage)
     exit(0)
+}
+var answersDirectory: String?
+if let flag = arguments.firstIndex(of: "--answers") {
+    guard flag + 1 < arguments.count, !arguments[flag + 1].hasPrefix("-") else {
+        print("golden-verify: --answers needs a directory\n\n\(usage)")
+        exit(2)
+    }
+    answersDirectory = arguments[flag + 1]
+    arguments.removeSubrange(flag...(flag + 1))
 }
 if let unknown = arguments.first(where: { $0.hasPrefix("-") && !["--failures-only", "--stages"].contains($0) }) {
     print("golden-verify: unknown option \(unknown)\n\n\(usage)")
@@ -53,6 +77,17 @@ func emit(_ line: String) {
     fflush(nil)
 }
 
+if let answersDirectory {
+    let outcomes = checkAnswers(in: answersDirectory, goldenRoots: roots)
+    emit(rowHeader)
+    for outcome in outcomes where !(failuresOnly && outcome.passed) {
+        outcome.lines.forEach(emit)
+    }
+    let passedCount = outcomes.filter(\.passed).count
+    emit("\(passedCount) passed, \(outcomes.count - passedCount) failed")
+    exit(passedCount == outcomes.count ? 0 : 1)
+}
+
 let (files, missing) = fixtureFiles(under: roots)
 var passed = 0, failed = 0
 
@@ -67,6 +102,15 @@ func pad(_ text: String, _ width: Int) -> String {
 for path in missing {
     emit("FAIL  \(printable(path)): no such file or directory")
     failed += 1
+}
+
+/// For a fixture whose expected outputs the library does not reproduce: the
+/// expected numbers are the ones under test (a fixture written by an attendee's
+/// code), the library's are the right ones.
+func diagnosisOfFixture(atPath path: String) -> [String] {
+    guard let fixture = try? Fixture.load(path: path), case .outputs(let expected, let tolerance) = fixture.expectation,
+          let right = try? runStage(fixture) else { return [] }
+    return diagnosisLines(diagnose(fixture, submitted: expected, right: right, tolerance: tolerance))
 }
 
 emit(pad("", 6) + pad("stage", 22) + pad("fixture", 36) + pad("compared", 30) + "max abs err")
@@ -85,6 +129,7 @@ for file in files {
         emit(row)
         if !outcome.passed {
             emit("      \(printable(outcome.message))")
+            diagnosisOfFixture(atPath: file).forEach(emit)
         }
     }
 }
