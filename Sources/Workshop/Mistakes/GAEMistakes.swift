@@ -77,7 +77,7 @@ enum GAEMistakes {
     static let wholeRow = Mistake(
         id: "gae.whole-row", stage: "gae", chapter: chapter,
         title: "advantages for every position, start ignored",
-        explanation: "Only the answer has actions to credit: the recursion stops at start = prompt_length - 1 and the outputs have N - start columns, lined up with the answer's log-probs.") { a in
+        explanation: "Only the answer has actions to credit: the recursion stops at start = prompt_length - 1 and the outputs have N - start columns, lined up with the answer's log-probs. The prompt positions get no advantage.") { a in
         let result = try gae(values: a.float("values"), rewards: a.float("rewards"), start: 0,
                              gamma: a.real("gamma"), lambda: a.real("lambda"))
         return ["advantages": FixtureTensor(result.advantages), "returns": FixtureTensor(result.returns)]

@@ -39,7 +39,7 @@ enum SFTLossMistakes {
     static let ignoredCounted = Mistake(
         id: "sft_loss.ignored-counted", stage: "sft_loss", chapter: chapter,
         title: "the mean over every position, ignore_index ones counted",
-        explanation: "Positions labelled ignore_index (-100: prompt or padding) add nothing to the sum and must not count in the denominator either: the loss is the mean over counted labels only.") { a in
+        explanation: "Positions labelled ignore_index (-100: prompt or padding) add nothing to the sum and must not count in the denominator either: the loss is the mean over counted labels only. Counting them shrinks the loss by the fraction of ignored positions.") { a in
         let (sum, _, positions) = try negativeLogLikelihood(a, shift: 1)
         return ["loss": output(sum / Double(positions))]
     }
