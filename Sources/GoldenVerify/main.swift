@@ -25,6 +25,7 @@ let usage = """
     usage: golden-verify [--failures-only] [PATH ...]
            golden-verify --answers DIR [--failures-only] [GOLDEN ...]
            golden-verify --stages
+           golden-verify --mistakes
 
     Runs every fixture (*.json, format rlhf-golden-v1) under the PATHs (files or
     directories; default GoldenData), one row per fixture, and ends with
@@ -38,6 +39,9 @@ let usage = """
     files (format rlhf-golden-answers-v1, as GoldenData/workshop.py writes them),
     each against the golden fixture of the same stage and name under the GOLDEN
     directories (default GoldenData), with the same rows and diagnoses.
+
+    --mistakes lists the catalogue of well-known mistakes, by stage: id, title,
+    why it is wrong, the chapter that explains the right rule.
 
     --stages lists every stage: its fixture name, the Swift module and function
     that compute it, and the peer function it matches.
@@ -55,7 +59,7 @@ if let flag = arguments.firstIndex(of: "--answers") {
     answersDirectory = arguments[flag + 1]
     arguments.removeSubrange(flag...(flag + 1))
 }
-if let unknown = arguments.first(where: { $0.hasPrefix("-") && !["--failures-only", "--stages"].contains($0) }) {
+if let unknown = arguments.first(where: { $0.hasPrefix("-") && !["--failures-only", "--stages", "--mistakes"].contains($0) }) {
     print("golden-verify: unknown option \(unknown)\n\n\(usage)")
     exit(2)
 }
@@ -63,6 +67,17 @@ if arguments.contains("--stages") {
     for adapter in stageRegistry {
         let d = adapter.declaration
         print("\(d.name)\n    module    Sources/\(d.module)/\n    function  \(d.function)\n    peer      \(d.peer)")
+    }
+    exit(0)
+}
+if arguments.contains("--mistakes") {
+    for entry in mistakeCatalogue {
+        print(entry.stage)
+        for mistake in entry.mistakes {
+            print("    \(mistake.id): \(mistake.title)")
+            wrap(mistake.explanation, width: 88).forEach { print("        " + $0) }
+            print("        read: \(mistake.chapter)/README.md")
+        }
     }
     exit(0)
 }

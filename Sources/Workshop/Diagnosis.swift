@@ -145,7 +145,7 @@ public func diagnosisLines(_ diagnosis: Diagnosis, indent: String = "      ") ->
 }
 
 /// `text` broken into lines of at most `width` characters, at spaces.
-func wrap(_ text: String, width: Int) -> [String] {
+public func wrap(_ text: String, width: Int) -> [String] {
     var lines = [String](), line = ""
     for word in text.split(separator: " ") {
         if !line.isEmpty && line.count + 1 + word.count > width {

@@ -92,6 +92,18 @@ struct MistakeCatalogueTests {
         }
     }
 
+    @Test("the teacher's guide names every catalogued mistake and every exercise")
+    func guideCoversCatalogue() throws {
+        let guide = try String(contentsOfFile: goldenDataDirectory.replacingOccurrences(of: "/GoldenData", with: "/Chapters/WORKSHOP.md"),
+                               encoding: .utf8)
+        for mistake in allMistakes {
+            #expect(guide.contains("`\(mistake.id)`"), "Chapters/WORKSHOP.md does not name \(mistake.id)")
+        }
+        for slug in Exercises.slugs {
+            #expect(guide.contains("make exercise N=\(Int(slug.prefix(2))!)"), "Chapters/WORKSHOP.md has no exercise \(slug)")
+        }
+    }
+
     @Test("a wrong answer no mistake explains: the first differing element, with what the right GAE value is made of")
     func firstDifference() throws {
         let fixture = try #require(outputFixtures(stage: "gae").first { $0.name == "random-1-f64" })
@@ -112,6 +124,30 @@ struct MistakeCatalogueTests {
         for part in ["advantages[0, 6]", "delta_t = r_t + γ·V_t+1 - V_t", "A_t+1 =", "V_t+1 ="] {
             #expect(text.contains(part), "\(part) missing from:\n\(text)")
         }
+    }
+
+    @Test("the stages that can say what a right value is made of say it under a first difference no mistake explains",
+          arguments: ["gather_log_probs", "compute_rewards", "gae", "actor_loss", "critic_loss", "dpo_loss", "masked_whiten"])
+    func madeOf(stage: String) throws {
+        let order = try stageAdapter(named: stage).declaration.outputs
+        var explained = 0
+        for fixture in outputFixtures(stage: stage).prefix(6) {
+            let (expected, _) = try #require(expectation(fixture))
+            let name = try #require(order.first { expected[$0] != nil })
+            let want = try #require(expected[name])
+            guard want.isFloat, !want.doubles.isEmpty, want.doubles[0].isFinite else { continue }
+            // 1000 off at the first element: no mistake is that far off.
+            var values = want.doubles
+            values[0] += 1000
+            let outcome = checkAnswer(fixture, submitted: [name: .float64(Tensor.make(want.shape, values))])
+            let diagnosis = try #require(outcome.diagnosis)
+            #expect(diagnosis.named.isEmpty, "\(stage)/\(fixture.name): \(diagnosis.named.map(\.id))")
+            let difference = try #require(diagnosis.firstDifference)
+            #expect(difference.output == name && difference.index == Array(repeating: 0, count: want.shape.count))
+            #expect(!difference.madeOf.isEmpty, "\(stage)/\(fixture.name): nothing said about \(name)")
+            explained += 1
+        }
+        #expect(explained > 0)
     }
 
     @Test("a shape that differs is reported as such, and a mistake of that shape is named (gae.whole-row, gather_log_probs.shifted-twice)")

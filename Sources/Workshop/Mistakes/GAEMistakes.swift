@@ -17,9 +17,9 @@ enum GAEMistakes {
         let delta = result.deltas[b, j]
         var lines = [
             "position t = start + \(j) = \(t) of the row",
-            "V_t+1 = \(show(nextValue))\(t + 1 < n ? "" : " (past the last column: 0)"), V_t = \(show(values[b, t])), r_t = \(show(rewards[b, t]))",
+            "V_t+1 = \(show(nextValue))\(t + 1 < n ? "" : " (past the last column)"), V_t = \(show(values[b, t])), r_t = \(show(rewards[b, t]))",
             "delta_t = r_t + γ·V_t+1 - V_t = \(show(delta))",
-            "A_t+1 = \(show(nextAdvantage))\(j + 1 < result.advantages.shape[1] ? "" : " (past the last column: 0)")",
+            "A_t+1 = \(show(nextAdvantage))\(j + 1 < result.advantages.shape[1] ? "" : " (past the last column)")",
             "A_t = delta_t + γ·λ·A_t+1 = \(show(delta)) + \(show(gamma * lambda))·\(show(nextAdvantage)) = \(show(result.advantages[b, j]))",
         ]
         if output == "returns" { lines.append("R_t = A_t + V_t = \(show(result.returns[b, j]))") }
