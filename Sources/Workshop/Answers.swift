@@ -93,7 +93,8 @@ public struct CheckOutcome: Sendable {
         let compared = self.compared.isEmpty ? "-" : self.compared.joined(separator: ",")
         var lines = [rowText(passed ? "pass" : "FAIL", stage, name, compared, largestError.map(formatError) ?? "-")]
         if !passed {
-            lines.append("      " + printable(message))
+            // One line per failed output, so a line stays readable in a terminal.
+            lines += message.components(separatedBy: "; ").map { "      " + printable($0) }
             lines += diagnosis.map { diagnosisLines($0) } ?? []
         }
         return lines

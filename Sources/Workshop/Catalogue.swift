@@ -29,4 +29,5 @@ public let mistakeCatalogue: [StageMistakes] = [
     ActorLossSeqMeanMistakes.entry,
     CriticLossSeqMeanMistakes.entry,
     MaskedWhitenMistakes.entry,
+    RewardsKLFirstPadMistakes.entry,
 ]
