@@ -36,7 +36,7 @@ enum CriticLossMistakes {
             return pessimistic ? max(plain, clippedError) : min(plain, clippedError)
         }
 
-        /// Σ term over the kept tokens, how many, and the kept tokens per row.
+        /// Σ term over the kept tokens, and how many.
         func maskedSum(pessimistic: Bool) -> (sum: Double, count: Int) {
             var sum = 0.0, count = 0
             for i in mask.scalars.indices where mask.scalars[i] != 0 {

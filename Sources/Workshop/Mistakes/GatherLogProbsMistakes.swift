@@ -17,7 +17,7 @@ enum GatherLogProbsMistakes {
                 "log_probs\(describe(shape: index)) = logit of y - logsumexp = \(show(logits[b, t, label] - logSumExp(row)))"]
     }
 
-    /// Rows of `logits` [B, T, V] with their labels, as (b, t, row, label).
+    /// The two inputs: `logits` [B, T, V] and `labels` [B, T].
     static func positions(_ a: FixtureArguments<Double>) throws -> (Tensor<Double>, Tensor<Int64>) {
         (try a.float("logits"), try a.ids("labels"))
     }
