@@ -2,6 +2,8 @@
 #
 #   make chapters build once, then run every chapter of the book in order
 #   make chapter N=4   run one chapter
+#   make exercise N=4  build and grade the workshop exercise of chapter 4
+#                      (Chapters/exercises/04-gae/Exercise.swift) on the chapter's fixtures
 #   make test     debug build, golden-verify over GoldenData, a package that uses the libraries
 #                 (Tests/LibraryConsumer), then every test
 #   make verify   golden-verify over GoldenData, release build
@@ -14,7 +16,7 @@ SHELL := /bin/bash
 SWIFT ?= swift
 PYTHON ?= python3
 
-.PHONY: all build test verify golden chapters chapter clean bench fuzz
+.PHONY: all build test verify golden chapters chapter exercise clean bench fuzz
 
 all: test
 
@@ -43,6 +45,12 @@ chapter:
 	@chapter=$$(ls -d Chapters/$$(printf '%02d' $$((10#$(N))))-* 2>/dev/null | head -n 1); \
 	test -n "$$chapter" || { echo "no chapter $(N) under Chapters/"; exit 2; }; \
 	.build/debug/ch$$(basename $$chapter)
+
+exercise:
+	@test -n "$(N)" || { echo "usage: make exercise N=4"; exit 2; }
+	@exercise=$$(ls -d Chapters/exercises/$$(printf '%02d' $$((10#$(N))))-* 2>/dev/null | head -n 1); \
+	test -n "$$exercise" || { echo "no exercise $(N) under Chapters/exercises/ (there are: $$(ls Chapters/exercises | grep '^[0-9]' | tr '\n' ' '))"; exit 2; }; \
+	$(SWIFT) build --product ex$$(basename $$exercise) && .build/debug/ex$$(basename $$exercise)
 
 FUZZ_CASES ?= 100000
 fuzz:

@@ -83,8 +83,14 @@ targets += [
     // SFT, reward model, PPO and DPO on the toy language, with the library's stages.
     .target(name: "EndToEnd", dependencies: ["TensorCore", "TinyLM", "PPOStep", "PPOLossesSeqMean", "RewardsKLFirstPad",
                                              "PPOLossesJointWhitened"] + stages.map { .byName(name: $0) }),
+    // The workshop kit: the catalogue of well-known mistakes per stage, the
+    // diagnosis that names them, the answers route and the exercise harnesses.
+    // Kept apart from the stage modules, so a reader of Sources/GAE/ sees only
+    // the right GAE.
+    .target(name: "Workshop", dependencies: ["TensorCore", "Golden", "PPOStep"]
+                + (stages + chainedStageModules).map { .byName(name: $0) }),
     // `golden-verify [PATH ...]`: runs every fixture under the paths.
-    .executableTarget(name: "GoldenVerify", dependencies: ["Golden"]),
+    .executableTarget(name: "GoldenVerify", dependencies: ["Golden", "Workshop"]),
     // Tables, fixture loading and golden checks for the chapters (no math here).
     .target(name: "ChapterSupport", dependencies: ["TensorCore", "Golden"]),
     // Shared by the tests: the one assertion helper and a seeded RNG.
@@ -138,6 +144,43 @@ for chapter in chapters {
     )
 }
 
+/// The workshop's exercises: `Chapters/exercises/NN-slug/` holds `Exercise.swift`,
+/// the file an attendee edits (a signature, its doc comment, an empty body), and
+/// `main.swift`, the harness that grades it on the chapter's fixtures. It is the
+/// executable `exNN-slug`; `make exercise N=4` builds and runs it.
+let exercises: [(slug: String, uses: [String])] = [
+    ("01-gather-log-probs", []),
+    ("02-pairwise-reward-loss", []),
+    ("03-compute-rewards", []),
+    ("04-gae", []),
+    ("05-actor-loss", []),
+    ("06-critic-loss", []),
+    ("07-ppo-step", ["ComputeRewards", "GAE", "ActorLoss", "CriticLoss"]),  // the step chains the library's stages
+    ("08-dpo-loss", []),
+    ("11-three-reward-models", []),
+    ("12-three-ppo-steps", []),
+]
+for exercise in exercises {
+    targets.append(
+        .executableTarget(
+            name: "ex" + exercise.slug,
+            dependencies: (["Workshop", "TensorCore"] + exercise.uses).map { .byName(name: $0) },
+            path: "Chapters/exercises/" + exercise.slug
+        )
+    )
+}
+
+// The catalogue, the diagnosis, the answers route and every exercise harness
+// (run with the library's own functions, and with known mistakes).
+targets.append(
+    .testTarget(
+        name: "WorkshopTests",
+        dependencies: ["Workshop", "TestSupport", "TensorCore", "Golden", "PPOStep"]
+            + (stages + chainedStageModules).map { .byName(name: $0) }
+            + exercises.map { .byName(name: "ex" + $0.slug) }
+    )
+)
+
 // Runs every chapter and checks that the output pasted in its README is exactly
 // what it prints today.
 targets.append(
@@ -172,6 +215,7 @@ let package = Package(
     name: "RLHFMath",
     products: libraryProducts + [
         .executable(name: "golden-verify", targets: ["GoldenVerify"]),
-    ] + chapters.map { .executable(name: "ch" + $0, targets: ["ch" + $0]) } + benchmarkProducts,
+    ] + chapters.map { .executable(name: "ch" + $0, targets: ["ch" + $0]) }
+        + exercises.map { .executable(name: "ex" + $0.slug, targets: ["ex" + $0.slug]) } + benchmarkProducts,
     targets: targets
 )

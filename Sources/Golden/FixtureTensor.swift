@@ -59,7 +59,7 @@ public enum FixtureTensor: Sendable, Equatable {
     }
 
     /// Decodes `{dtype, shape, data}`; `field` names the tensor in errors, e.g. `inputs.logits`.
-    static func decode(_ value: JSONValue, field: String) throws(FixtureProblem) -> FixtureTensor {
+    public static func decode(_ value: JSONValue, field: String) throws(FixtureProblem) -> FixtureTensor {
         guard case .object(let members) = value else {
             throw FixtureProblem(field: field, "expected an object {dtype, shape, data}, got \(value.kindName)")
         }

@@ -6,6 +6,10 @@
 //
 // A workshop attendee points it at a directory their own PyTorch code wrote:
 //   swift run -c release golden-verify path/to/my-fixtures
+// or at the answers GoldenData/workshop.py saved for the golden fixtures:
+//   swift run -c release golden-verify --answers path/to/answers
+// Under a failed row it names the known mistake that reproduces the numbers
+// (the catalogue in Sources/Workshop/), or shows the first differing element.
 // `golden-verify --stages` says where each stage's code is.
 
 #if canImport(Glibc)
@@ -14,15 +18,30 @@ import Glibc
 import Darwin
 #endif
 import Golden
+import Workshop
 
-let arguments = Array(CommandLine.arguments.dropFirst())
+var arguments = Array(CommandLine.arguments.dropFirst())
 let usage = """
     usage: golden-verify [--failures-only] [PATH ...]
+           golden-verify --answers DIR [--failures-only] [GOLDEN ...]
            golden-verify --stages
+           golden-verify --mistakes
 
     Runs every fixture (*.json, format rlhf-golden-v1) under the PATHs (files or
     directories; default GoldenData), one row per fixture, and ends with
     'N passed, N failed'. Exits 1 if any fixture failed or none was found.
+
+    Under a failed row: the known mistake whose numbers the failed outputs
+    reproduce (its id, title, why it is wrong, the chapter to read), or else the
+    first differing element and what the right value there is made of.
+
+    --answers DIR checks an attendee's answers instead: DIR/<stage>/<fixture>.json
+    files (format rlhf-golden-answers-v1, as GoldenData/workshop.py writes them),
+    each against the golden fixture of the same stage and name under the GOLDEN
+    directories (default GoldenData), with the same rows and diagnoses.
+
+    --mistakes lists the catalogue of well-known mistakes, by stage: id, title,
+    why it is wrong, the chapter that explains the right rule.
 
     --stages lists every stage: its fixture name, the Swift module and function
     that compute it, and the peer function it matches.
@@ -31,7 +50,16 @@ if arguments.contains("-h") || arguments.contains("--help") {
     print(usage)
     exit(0)
 }
-if let unknown = arguments.first(where: { $0.hasPrefix("-") && !["--failures-only", "--stages"].contains($0) }) {
+var answersDirectory: String?
+if let flag = arguments.firstIndex(of: "--answers") {
+    guard flag + 1 < arguments.count, !arguments[flag + 1].hasPrefix("-") else {
+        print("golden-verify: --answers needs a directory\n\n\(usage)")
+        exit(2)
+    }
+    answersDirectory = arguments[flag + 1]
+    arguments.removeSubrange(flag...(flag + 1))
+}
+if let unknown = arguments.first(where: { $0.hasPrefix("-") && !["--failures-only", "--stages", "--mistakes"].contains($0) }) {
     print("golden-verify: unknown option \(unknown)\n\n\(usage)")
     exit(2)
 }
@@ -39,6 +67,17 @@ if arguments.contains("--stages") {
     for adapter in stageRegistry {
         let d = adapter.declaration
         print("\(d.name)\n    module    Sources/\(d.module)/\n    function  \(d.function)\n    peer      \(d.peer)")
+    }
+    exit(0)
+}
+if arguments.contains("--mistakes") {
+    for entry in mistakeCatalogue {
+        print(entry.stage)
+        for mistake in entry.mistakes {
+            print("    \(mistake.id): \(mistake.title)")
+            wrap(mistake.explanation, width: 88).forEach { print("        " + $0) }
+            print("        read: \(mistake.chapter)/README.md")
+        }
     }
     exit(0)
 }
@@ -51,6 +90,17 @@ let roots = paths.isEmpty ? ["GoldenData"] : paths
 func emit(_ line: String) {
     print(line)
     fflush(nil)
+}
+
+if let answersDirectory {
+    let outcomes = checkAnswers(in: answersDirectory, goldenRoots: roots)
+    emit(rowHeader)
+    for outcome in outcomes where !(failuresOnly && outcome.passed) {
+        outcome.lines.forEach(emit)
+    }
+    let passedCount = outcomes.filter(\.passed).count
+    emit("\(passedCount) passed, \(outcomes.count - passedCount) failed")
+    exit(passedCount == outcomes.count ? 0 : 1)
 }
 
 let (files, missing) = fixtureFiles(under: roots)
@@ -69,6 +119,15 @@ for path in missing {
     failed += 1
 }
 
+/// For a fixture whose expected outputs the library does not reproduce: the
+/// expected numbers are the ones under test (a fixture written by an attendee's
+/// code), the library's are the right ones.
+func diagnosisOfFixture(atPath path: String) -> [String] {
+    guard let fixture = try? Fixture.load(path: path), case .outputs(let expected, let tolerance) = fixture.expectation,
+          let right = try? runStage(fixture) else { return [] }
+    return diagnosisLines(diagnose(fixture, submitted: expected, right: right, tolerance: tolerance))
+}
+
 emit(pad("", 6) + pad("stage", 22) + pad("fixture", 36) + pad("compared", 30) + "max abs err")
 for file in files {
     let outcome = verifyFile(atPath: file)
@@ -85,6 +144,7 @@ for file in files {
         emit(row)
         if !outcome.passed {
             emit("      \(printable(outcome.message))")
+            diagnosisOfFixture(atPath: file).forEach(emit)
         }
     }
 }
