@@ -30,6 +30,10 @@ public let stageRegistry: [any StageAdapter.Type] = [
     MaskedWhitenStage.self,
     RewardsKLFirstPadStage.self,
     PPOLossesJointWhitenedStage.self,
+    // v1.1, the zoo (shared/spec/v1.1-zoo.md).
+    CPOLossStage.self,
+    ORPOLossStage.self,
+    KTOLossStage.self,
 ]
 
 /// The adapter of the stage with fixture name `name`.
