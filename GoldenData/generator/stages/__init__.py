@@ -33,6 +33,10 @@ STAGE_NAMES = [
     "masked_whiten",
     "rewards_kl_first_pad",
     "ppo_losses_joint_whitened",
+    # v1.1, the zoo (shared/spec/v1.1-zoo.md)
+    "cpo_loss",
+    "orpo_loss",
+    "kto_loss",
 ]
 
 STAGES = [importlib.import_module(f"{__name__}.{name}").STAGE for name in STAGE_NAMES]
