@@ -69,9 +69,11 @@ public struct ORPOLossResult<T: FloatScalar>: Sendable {
 ///
 /// Matches TRL `trl/experimental/orpo/orpo_trainer.py`: `ORPOTrainer.concatenated_forward`,
 /// `odds_ratio_loss` with `log1mexp`, `get_batch_loss_metrics`. Quirks:
-/// - TRL casts a and b to float32 before the odds ratio (and so the rewards are
-///   float32 too). This computes in the input's precision: a float32 input is
-///   TRL bit for bit in intent, a float64 input is the formula without the cast.
+/// - TRL casts a and b to float32 before the odds ratio (so its rewards are
+///   float32 too). This stage computes in the input's precision: for float32
+///   inputs the cast changes nothing and the numbers are TRL's; for float64
+///   inputs they are the formula without the cast (the spec's float64 rule), so
+///   TRL run in float64 differs from them by about 1e-7 relative.
 /// - `losses` keep TRL's sign (β·logσ ≤ 0), and the total subtracts their mean.
 /// - Unlike CPO's, the NLL includes the prompt.
 ///
