@@ -108,6 +108,29 @@ def default_batch():
     return batch_of(2, [3, 4, 2], [4, 2, 3], 7)
 
 
+_DEFAULTS_BATCH = {}
+
+
+def defaults_batch():
+    """default_batch(), kept for no_cast_check (the same draw the fixture holds)."""
+    _DEFAULTS_BATCH["float64"] = default_batch()
+    return _DEFAULTS_BATCH["float64"]
+
+
+def no_cast_check(out_f64):
+    """The float64 fixture leaves out TRL's float32 cast of a and b: with the cast,
+    log_odds_chosen would move by more than the float64 tolerance."""
+    batch = _DEFAULTS_BATCH["float64"]
+    uncast = orpo_loss({k: v.clone() for k, v in batch.items()}, {})["log_odds_chosen"]
+    assert uncast == out_f64["log_odds_chosen"], "no_cast_check must see the fixture's own inputs"
+    a = (batch["chosen_log_probs"] * batch["chosen_mask"]).sum(-1) / batch["chosen_mask"].sum(-1)
+    b = (batch["rejected_log_probs"] * batch["rejected_mask"]).sum(-1) / batch["rejected_mask"].sum(-1)
+    a, b = a.float(), b.float()
+    cast = ((a - b) - (log1mexp(a) - log1mexp(b))).mean().double()
+    got, tol = out_f64["log_odds_chosen"], V11_TOL[F64]
+    assert abs(got - cast) > tol["abs"] + tol["rel"] * abs(got), (float(got), float(cast))
+
+
 def rows(chosen, rejected, prompt_value=-2.0):
     """One completion token per row with the given values, after one prompt token."""
     b = len(chosen)
@@ -197,7 +220,8 @@ def set_(name, index, value):
 
 
 CASES = [
-    case("defaults", "beta left out (0.1); NLL over prompt and completion", {}, default_batch),
+    case("defaults", "beta left out (0.1); NLL over prompt and completion; float64 without TRL's float32 cast",
+         {}, defaults_batch, check=no_cast_check),
     case("beta-0.5", "beta 0.5", {"beta": 0.5}, default_batch),
     case("beta-2", "beta 2, longer rows", {"beta": 2.0}, lambda: batch_of(3, [4, 1, 2, 3], [2, 4, 3, 1], 8, scale=0.5)),
     case("near-zero-averages", "averages of -1e-3 to -0.05, where log(-expm1(v)) keeps the precision",
