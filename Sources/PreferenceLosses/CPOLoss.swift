@@ -110,7 +110,9 @@ public struct CPOLossResult<T: FloatScalar>: Sendable {
 /// - SimPO's γ enters as `γ/β` subtracted from z, so γ is the absolute margin of
 ///   `β·z`; with ε > 0 the same γ shift is smoothed too;
 /// - AlphaPO forms p = exp(logps) before the power, so a long completion's p
-///   underflows to 0 and R is ±inf or meaningless: refused here;
+///   underflows to 0 (summed log-probs below about -745 in float64, -103 in
+///   float32): with alpha > 0, R = (1 - inf)/alpha = -inf, refused here; with
+///   alpha < 0, R saturates at 1/alpha, a finite number kept as TRL keeps it;
 /// - unlike ORPO's, the NLL covers the completion only, not the prompt.
 ///
 /// - Throws: ``StageError`` for shapes that do not agree or an empty batch, NaN
