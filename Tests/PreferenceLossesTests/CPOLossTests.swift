@@ -99,7 +99,7 @@ struct CPOLossTests {
     @Test("invariants: masked positions, label-smoothing symmetry, ε ignored by hinge and ipo, SimPO's shift invariance, alpha → 0")
     func invariants() throws {
         var rng = SplitMix64(seed: 301)
-        let batch = randomBatch(&rng, rows: 3, width: 6)
+        let batch = randomTokenPairs(&rng, rows: 3, width: 6)
         func run(_ c: Tensor<Double>, _ r: Tensor<Double>, _ type: CPOLossType, eps: Double = 0, alpha: Double = 0,
                  cpoAlpha: Double = 1) throws -> CPOLossResult<Double> {
             try cpoLoss(chosenLogProbs: c, rejectedLogProbs: r, chosenMask: batch.chosenMask, rejectedMask: batch.rejectedMask,
@@ -150,7 +150,7 @@ struct CPOLossTests {
     @Test("float32 agrees with float64")
     func precisions() throws {
         var rng = SplitMix64(seed: 302)
-        let batch = randomBatch(&rng, rows: 3, width: 5)
+        let batch = randomTokenPairs(&rng, rows: 3, width: 5)
         for type in CPOLossType.allCases {
             let wide = try cpoLoss(chosenLogProbs: batch.chosen, rejectedLogProbs: batch.rejected, chosenMask: batch.chosenMask,
                                    rejectedMask: batch.rejectedMask, lossType: type, beta: 0.5, alpha: 0.1)
@@ -201,7 +201,7 @@ struct CPOLossBackwardTests {
     @Test("the gradients equal central differences for every loss type, with label smoothing, the NLL and AlphaPO")
     func finiteDifferences() throws {
         var rng = SplitMix64(seed: 303)
-        let batch = randomBatch(&rng, rows: 3, width: 5)
+        let batch = randomTokenPairs(&rng, rows: 3, width: 5)
         let settings: [(CPOLossType, Double, Double, Double)] = [  // type, ε, cpo_alpha, alpha
             (.sigmoid, 0, 1, 0), (.sigmoid, 0.2, 0.5, 0.15), (.hinge, 0, 1, 0), (.hinge, 0, 0, -0.3),
             (.ipo, 0, 0.3, 0), (.ipo, 0, 0, 0.2), (.simpo, 0, 0, 0), (.simpo, 0.1, 1, 0.25),
@@ -229,7 +229,7 @@ struct CPOLossBackwardTests {
 
 /// A random [rows, width] batch: per-token log-probs in (-2, -0.05), a prompt of
 /// one masked position, completions of random length >= 1, masked padding.
-func randomBatch(_ rng: inout SplitMix64, rows: Int, width: Int)
+func randomTokenPairs(_ rng: inout SplitMix64, rows: Int, width: Int)
     -> (chosen: Tensor<Double>, rejected: Tensor<Double>, chosenMask: Tensor<Int64>, rejectedMask: Tensor<Int64>) {
     func side(_ rng: inout SplitMix64) -> (Tensor<Double>, Tensor<Int64>) {
         let values = rng.uniform(count: rows * width, -2, -0.05)

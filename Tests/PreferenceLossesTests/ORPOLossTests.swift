@@ -61,7 +61,7 @@ struct ORPOLossTests {
     @Test("invariants: swapping the sides negates the log odds; losses ≤ 0; masked values do not count")
     func invariants() throws {
         var rng = SplitMix64(seed: 311)
-        let batch = randomBatch(&rng, rows: 4, width: 6)
+        let batch = randomTokenPairs(&rng, rows: 4, width: 6)
         let nll = nllMask(batch.chosenMask)
         let r = try orpoLoss(chosenLogProbs: batch.chosen, rejectedLogProbs: batch.rejected, chosenMask: batch.chosenMask,
                              rejectedMask: batch.rejectedMask, chosenNLLMask: nll, beta: 0.3)
@@ -118,7 +118,7 @@ struct ORPOLossBackwardTests {
     func finiteDifferences() throws {
         var rng = SplitMix64(seed: 312)
         for (scale, beta) in [(1.0, 0.1), (0.05, 0.5), (1.0, 2.0)] {  // scale 0.05: averages near 0, the expm1 branch
-            let batch = randomBatch(&rng, rows: 3, width: 5)
+            let batch = randomTokenPairs(&rng, rows: 3, width: 5)
             let chosen = Tensor.make(batch.chosen.shape, batch.chosen.scalars.map { $0 * scale })
             let rejected = Tensor.make(batch.rejected.shape, batch.rejected.scalars.map { $0 * scale })
             let nll = nllMask(batch.chosenMask)
