@@ -38,6 +38,9 @@ public let stageRegistry: [any StageAdapter.Type] = [
     DPOVariantsStage.self,
     PPOPolicyLossStage.self,
     GRPOLossStage.self,
+    CPOLossStage.self,
+    ORPOLossStage.self,
+    KTOLossStage.self,
 ]
 
 /// The adapter of the stage with fixture name `name`.

@@ -21,6 +21,10 @@ public protocol FloatScalar: BinaryFloatingPoint, Sendable, LosslessStringConver
     static func log(_ x: Self) -> Self
     /// log(1 + x), exact for small x.
     static func log1p(_ x: Self) -> Self
+    /// e^x - 1, exact for small x (`log1mexp` needs it near 0).
+    static func expm1(_ x: Self) -> Self
+    /// x^y, as C's `pow` (`powf` for Float), which PyTorch's `Tensor.pow(scalar)` calls.
+    static func pow(_ x: Self, _ y: Self) -> Self
     /// The fixture dtype name: "float64" or "float32".
     static var dtypeName: String { get }
 }
@@ -29,6 +33,8 @@ extension Double: FloatScalar {
     @inlinable public static func exp(_ x: Double) -> Double { libmExp(x) }
     @inlinable public static func log(_ x: Double) -> Double { libmLog(x) }
     @inlinable public static func log1p(_ x: Double) -> Double { libmLog1p(x) }
+    @inlinable public static func expm1(_ x: Double) -> Double { libmExpm1(x) }
+    @inlinable public static func pow(_ x: Double, _ y: Double) -> Double { libmPow(x, y) }
     public static var dtypeName: String { "float64" }
 }
 
@@ -36,6 +42,8 @@ extension Float: FloatScalar {
     @inlinable public static func exp(_ x: Float) -> Float { libmExpf(x) }
     @inlinable public static func log(_ x: Float) -> Float { libmLogf(x) }
     @inlinable public static func log1p(_ x: Float) -> Float { libmLog1pf(x) }
+    @inlinable public static func expm1(_ x: Float) -> Float { libmExpm1f(x) }
+    @inlinable public static func pow(_ x: Float, _ y: Float) -> Float { libmPowf(x, y) }
     public static var dtypeName: String { "float32" }
 }
 
@@ -46,3 +54,7 @@ extension Float: FloatScalar {
 @inlinable func libmExpf(_ x: Float) -> Float { expf(x) }
 @inlinable func libmLogf(_ x: Float) -> Float { logf(x) }
 @inlinable func libmLog1pf(_ x: Float) -> Float { log1pf(x) }
+@inlinable func libmExpm1(_ x: Double) -> Double { expm1(x) }
+@inlinable func libmPow(_ x: Double, _ y: Double) -> Double { pow(x, y) }
+@inlinable func libmExpm1f(_ x: Float) -> Float { expm1f(x) }
+@inlinable func libmPowf(_ x: Float, _ y: Float) -> Float { powf(x, y) }

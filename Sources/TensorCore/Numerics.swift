@@ -87,3 +87,25 @@ public func sigmoid<T: FloatScalar>(_ x: T) -> T {
     let e = T.exp(x)
     return e / (1 + e)
 }
+
+/// log(1 - e^v) for v < 0, accurate over the whole range.
+///
+/// ```
+/// log1mexp(v) = log1p(-exp(v))    if v < -ln 2
+///               log(-expm1(v))    otherwise
+/// ```
+///
+/// Why two branches: near v = 0, e^v rounds to a number next to 1 and 1 - e^v
+/// keeps only the few bits that differ (v = -1e-10: float64 gives 1.0000000827e-10
+/// for 0.99999999995e-10, float32 gives 0 and the log -inf); expm1 keeps them. Far
+/// below 0, -expm1(v) rounds to 1 and the log gives 0 (v = -50: the answer is
+/// -1.93e-22), where log1p(-e^v) keeps the small term. The
+/// branch point -ln 2 (where e^v = 1/2) is Mächler's and TRL ORPO's `log1mexp`.
+/// v = 0 gives -inf and v > 0 NaN; callers refuse those.
+@inlinable
+public func log1mexp<T: FloatScalar>(_ v: T) -> T {
+    if v < T(-0.6931471805599453) {
+        return T.log1p(-T.exp(v))
+    }
+    return T.log(-T.expm1(v))
+}

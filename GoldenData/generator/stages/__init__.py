@@ -41,6 +41,9 @@ STAGE_NAMES = [
     "dpo_variants",
     "ppo_policy_loss",
     "grpo_loss",
+    "cpo_loss",
+    "orpo_loss",
+    "kto_loss",
 ]
 
 STAGES = [importlib.import_module(f"{__name__}.{name}").STAGE for name in STAGE_NAMES]
