@@ -33,14 +33,14 @@ public let stageRegistry: [any StageAdapter.Type] = [
     // v1.1, the zoo (shared/spec/v1.1-zoo.md).
     KLEstimatorsStage.self,
     AdaptiveKLControllerStage.self,
-    GroupAdvantagesStage.self,
-    TokenAdvantagesStage.self,
     DPOVariantsStage.self,
-    PPOPolicyLossStage.self,
-    GRPOLossStage.self,
     CPOLossStage.self,
     ORPOLossStage.self,
     KTOLossStage.self,
+    GroupAdvantagesStage.self,
+    TokenAdvantagesStage.self,
+    PPOPolicyLossStage.self,
+    GRPOLossStage.self,
 ]
 
 /// The adapter of the stage with fixture name `name`.

@@ -36,14 +36,14 @@ STAGE_NAMES = [
     # v1.1, the zoo (shared/spec/v1.1-zoo.md)
     "kl_estimators",
     "adaptive_kl_controller",
-    "group_advantages",
-    "token_advantages",
     "dpo_variants",
-    "ppo_policy_loss",
-    "grpo_loss",
     "cpo_loss",
     "orpo_loss",
     "kto_loss",
+    "group_advantages",
+    "token_advantages",
+    "ppo_policy_loss",
+    "grpo_loss",
 ]
 
 STAGES = [importlib.import_module(f"{__name__}.{name}").STAGE for name in STAGE_NAMES]
