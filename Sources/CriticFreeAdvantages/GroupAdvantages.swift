@@ -12,10 +12,7 @@ public enum GroupAdvantageEstimator: String, Sendable, CaseIterable {
     /// - Throws: ``StageError`` (`parameterOutOfRange`, argument `estimator`) for any other name.
     @inlinable
     public init(named name: String, stage: String) throws(StageError) {
-        guard let estimator = GroupAdvantageEstimator(rawValue: name) else {
-            throw unknownName(name, argument: "estimator", stage: stage, known: Self.allCases.map(\.rawValue))
-        }
-        self = estimator
+        self = try peerSwitch(name, argument: "estimator", stage: stage)
     }
 }
 
@@ -33,10 +30,7 @@ public enum RewardScaling: String, Sendable, CaseIterable {
     /// - Throws: ``StageError`` (`parameterOutOfRange`, argument `scale_rewards`) for any other name.
     @inlinable
     public init(named name: String, stage: String) throws(StageError) {
-        guard let scaling = RewardScaling(rawValue: name) else {
-            throw unknownName(name, argument: "scale_rewards", stage: stage, known: Self.allCases.map(\.rawValue))
-        }
-        self = scaling
+        self = try peerSwitch(name, argument: "scale_rewards", stage: stage)
     }
 }
 
@@ -52,11 +46,7 @@ public enum MultiObjectiveAggregation: String, Sendable, CaseIterable {
     /// - Throws: ``StageError`` (`parameterOutOfRange`, argument `multi_objective_aggregation`) for any other name.
     @inlinable
     public init(named name: String, stage: String) throws(StageError) {
-        guard let aggregation = MultiObjectiveAggregation(rawValue: name) else {
-            throw unknownName(name, argument: "multi_objective_aggregation", stage: stage,
-                              known: Self.allCases.map(\.rawValue))
-        }
-        self = aggregation
+        self = try peerSwitch(name, argument: "multi_objective_aggregation", stage: stage)
     }
 }
 
@@ -381,13 +371,6 @@ func unbiasedStd<T: FloatScalar>(_ values: [T], mean: T) -> T {
     let squares = values.map { ($0 - mean) * ($0 - mean) }
     let variance = average(squares) * (T(values.count) / T(values.count - 1))
     return variance.squareRoot()
-}
-
-/// The error for an enum param given a name the peer does not know.
-@inlinable
-func unknownName(_ name: String, argument: String, stage: String, known: [String]) -> StageError {
-    StageError(.parameterOutOfRange, stage: stage, argument: argument,
-               "\(argument) = \(name.debugDescription) is none of \(known.map(\.debugDescription).joined(separator: ", "))")
 }
 
 extension InputCheck {

@@ -20,10 +20,7 @@ public enum TokenAdvantageEstimator: String, Sendable, CaseIterable {
     /// - Throws: ``StageError`` (`parameterOutOfRange`, argument `estimator`) for any other name.
     @inlinable
     public init(named name: String, stage: String) throws(StageError) {
-        guard let estimator = TokenAdvantageEstimator(rawValue: name) else {
-            throw unknownName(name, argument: "estimator", stage: stage, known: Self.allCases.map(\.rawValue))
-        }
-        self = estimator
+        self = try peerSwitch(name, argument: "estimator", stage: stage)
     }
 
     /// Whether the scalar rewards are shaped against the other samples of their prompt.

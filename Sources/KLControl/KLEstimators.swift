@@ -25,11 +25,7 @@ public enum KLEstimator: String, CaseIterable, Sendable {
     ///   its result unbound and fail with an UnboundLocalError.
     @inlinable
     public init(named name: String, stage: String, argument: String = "estimator") throws(StageError) {
-        guard let estimator = KLEstimator(rawValue: name) else {
-            throw StageError(.parameterOutOfRange, stage: stage, argument: argument,
-                             "\(argument) = \(name.debugDescription) must be \"k1\", \"k2\" or \"k3\"")
-        }
-        self = estimator
+        self = try peerSwitch(name, argument: argument, stage: stage, note: "OpenRLHF would fail with an UnboundLocalError")
     }
 }
 

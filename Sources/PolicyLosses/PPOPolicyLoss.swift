@@ -376,18 +376,6 @@ func minimumGradientShares<T: FloatScalar>(_ a: T, _ b: T) -> (toFirst: T, toSec
     return (0.5, 0.5)
 }
 
-/// A peer's string switch as its enum, or the `unknown value` error naming the
-/// accepted values.
-@inlinable
-public func peerSwitch<E: RawRepresentable & CaseIterable>(
-    _ value: String, _ argument: String, stage: String
-) throws(StageError) -> E where E.RawValue == String {
-    guard let parsed = E(rawValue: value) else {
-        throw StageError(.parameterOutOfRange, stage: stage, argument: argument,
-                         "unknown \(argument) \"\(value)\"; known: \(E.allCases.map(\.rawValue).joined(separator: ", "))")
-    }
-    return parsed
-}
 
 extension InputCheck {
     /// Throws for a [B, T] input with B = 0 or T = 0 (nothing to average).

@@ -19,13 +19,7 @@ public enum CPOLossType: String, Sendable, CaseIterable {
     ///   under `stage`) for any other name, "alphapo" included.
     @inlinable
     public init(named name: String, stage: String) throws(StageError) {
-        guard let type = CPOLossType(rawValue: name) else {
-            throw StageError(.parameterOutOfRange, stage: stage, argument: "loss_type",
-                             "loss_type = \(name.debugDescription) must be one of "
-                             + CPOLossType.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
-                             + " (TRL's \"alphapo\" is simpo with cpo_alpha = 0 and alpha set)")
-        }
-        self = type
+        self = try peerSwitch(name, argument: "loss_type", stage: stage, note: "TRL's \"alphapo\" is simpo with cpo_alpha = 0 and alpha set")
     }
 
     /// Whether the sequence log-prob is the average over the completion tokens

@@ -28,12 +28,7 @@ public enum DPOLossType: String, Sendable, CaseIterable {
     ///   other name.
     @inlinable
     public init(named name: String, stage: String = "dpo_variants") throws(StageError) {
-        guard let lossType = DPOLossType(rawValue: name) else {
-            throw StageError(.parameterOutOfRange, stage: stage, argument: "loss_type",
-                             "loss_type = \(name.debugDescription) must be one of "
-                             + DPOLossType.allCases.map(\.rawValue).joined(separator: ", "))
-        }
-        self = lossType
+        self = try peerSwitch(name, argument: "loss_type", stage: stage)
     }
 
     /// Whether the loss reads `label_smoothing` (ε).
@@ -67,12 +62,7 @@ public enum FDivergence: String, Sendable, CaseIterable {
     ///   any other name.
     @inlinable
     public init(named name: String, stage: String = "dpo_variants") throws(StageError) {
-        guard let divergence = FDivergence(rawValue: name) else {
-            throw StageError(.parameterOutOfRange, stage: stage, argument: "f_divergence",
-                             "f_divergence = \(name.debugDescription) must be one of "
-                             + FDivergence.allCases.map(\.rawValue).joined(separator: ", "))
-        }
-        self = divergence
+        self = try peerSwitch(name, argument: "f_divergence", stage: stage)
     }
 }
 

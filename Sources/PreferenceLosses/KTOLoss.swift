@@ -13,11 +13,7 @@ public enum KTOLossType: String, Sendable, CaseIterable {
     ///   under `stage`) for any other name.
     @inlinable
     public init(named name: String, stage: String) throws(StageError) {
-        guard let type = KTOLossType(rawValue: name) else {
-            throw StageError(.parameterOutOfRange, stage: stage, argument: "loss_type",
-                             "loss_type = \(name.debugDescription) must be \"kto\" or \"apo_zero_unpaired\"")
-        }
-        self = type
+        self = try peerSwitch(name, argument: "loss_type", stage: stage)
     }
 }
 

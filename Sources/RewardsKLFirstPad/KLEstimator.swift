@@ -22,11 +22,7 @@ public enum KLEstimator: String, Sendable, CaseIterable {
     ///   under `stage`) for a name other than "k1" and "k3".
     @inlinable
     public init(named name: String, stage: String) throws(StageError) {
-        guard let estimator = KLEstimator(rawValue: name) else {
-            throw StageError(.parameterOutOfRange, stage: stage, argument: "kl_estimator",
-                             "kl_estimator = \(name.debugDescription) must be \"k1\" or \"k3\" (TRL would silently use k3)")
-        }
-        self = estimator
+        self = try peerSwitch(name, argument: "kl_estimator", stage: stage, note: "TRL would silently use k3")
     }
 
     /// The estimate at one position, from `logr = ref - logprob`, in T.

@@ -291,10 +291,10 @@ struct GRPOLossTests {
             try grpoLoss(logProbs: lp, oldLogProbs: lp, advantages: a, mask: intMatrix([[1, -1], [1, 0]]), refLogProbs: ref)
         }
         expectStageError(.parameterOutOfRange, argument: "loss_type") {
-            let _: GRPOLossType = try peerSwitch("ppo", "loss_type", stage: "grpo_loss")
+            let _: GRPOLossType = try peerSwitch("ppo", argument: "loss_type", stage: "grpo_loss")
         }
         expectStageError(.parameterOutOfRange, argument: "importance_sampling_level") {
-            let _: ImportanceSamplingLevel = try peerSwitch("batch", "importance_sampling_level", stage: "grpo_loss")
+            let _: ImportanceSamplingLevel = try peerSwitch("batch", argument: "importance_sampling_level", stage: "grpo_loss")
         }
         // ρ = e^900 = inf with A < 0: min(-inf, 0.8·A) = -inf, the loss is +inf.
         expectStageError(.nonFiniteResult, argument: "loss") {

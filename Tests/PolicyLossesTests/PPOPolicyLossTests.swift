@@ -249,10 +249,10 @@ struct PPOPolicyLossTests {
             try ppoPolicyLoss(logProbs: lp, oldLogProbs: lp, advantages: a, actionMask: intMatrix([[1, 2], [1, 0]]))
         }
         expectStageError(.parameterOutOfRange, argument: "policy_loss_type") {
-            let _: PolicyLossType = try peerSwitch("grpo", "policy_loss_type", stage: "ppo_policy_loss")
+            let _: PolicyLossType = try peerSwitch("grpo", argument: "policy_loss_type", stage: "ppo_policy_loss")
         }
         expectStageError(.parameterOutOfRange, argument: "kl_estimator") {
-            let _: KLEstimator = try peerSwitch("k4", "kl_estimator", stage: "ppo_policy_loss")
+            let _: KLEstimator = try peerSwitch("k4", argument: "kl_estimator", stage: "ppo_policy_loss")
         }
         // gspo has no clamp: a mean log-ratio of 900 overflows, with A < 0 the loss is +inf.
         expectStageError(.nonFiniteResult, argument: "loss") {

@@ -25,11 +25,11 @@ public enum GRPOLossStage: StageAdapter {
     public static func config<T: FloatScalar>(_ a: FixtureArguments<T>) throws -> GRPOLossConfig {
         let stage = declaration.name
         return GRPOLossConfig(
-            lossType: try peerSwitch(a.string("loss_type"), "loss_type", stage: stage),
+            lossType: try peerSwitch(a.string("loss_type"), argument: "loss_type", stage: stage),
             epsilon: try a.real("epsilon"), epsilonHigh: try a.optionalReal("epsilon_high"),
             delta: try a.optionalReal("delta"), beta: try a.real("beta"),
             importanceSamplingLevel: try peerSwitch(a.string("importance_sampling_level"),
-                                                    "importance_sampling_level", stage: stage),
+                                                    argument: "importance_sampling_level", stage: stage),
             maxCompletionLength: try a.int("max_completion_length"),
             useBiasCorrectionKL: try a.bool("use_bias_correction_kl"),
             sapoTemperaturePos: try a.real("sapo_temperature_pos"), sapoTemperatureNeg: try a.real("sapo_temperature_neg"),

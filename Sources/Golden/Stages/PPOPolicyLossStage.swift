@@ -21,11 +21,11 @@ public enum PPOPolicyLossStage: StageAdapter {
     public static func config<T: FloatScalar>(_ a: FixtureArguments<T>) throws -> PPOPolicyLossConfig {
         let stage = declaration.name
         return PPOPolicyLossConfig(
-            policyLossType: try peerSwitch(a.string("policy_loss_type"), "policy_loss_type", stage: stage),
+            policyLossType: try peerSwitch(a.string("policy_loss_type"), argument: "policy_loss_type", stage: stage),
             clipEpsLow: try a.real("clip_eps_low"), clipEpsHigh: try a.real("clip_eps_high"),
             dualClip: try a.optionalReal("dual_clip"), tokenLevelLoss: try a.bool("token_level_loss"),
             useKLLoss: try a.bool("use_kl_loss"), klCoef: try a.real("kl_coef"),
-            klEstimator: try peerSwitch(a.string("kl_estimator"), "kl_estimator", stage: stage))
+            klEstimator: try peerSwitch(a.string("kl_estimator"), argument: "kl_estimator", stage: stage))
     }
 
     public static func run<T: FloatScalar>(_ a: FixtureArguments<T>) throws -> [String: FixtureTensor] {
