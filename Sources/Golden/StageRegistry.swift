@@ -33,6 +33,8 @@ public let stageRegistry: [any StageAdapter.Type] = [
     // v1.1, the zoo (shared/spec/v1.1-zoo.md).
     GroupAdvantagesStage.self,
     TokenAdvantagesStage.self,
+    PPOPolicyLossStage.self,
+    GRPOLossStage.self,
 ]
 
 /// The adapter of the stage with fixture name `name`.
