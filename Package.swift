@@ -80,9 +80,9 @@ targets += [
     // The fixture format `rlhf-golden-v1`: reading, running a stage, comparing.
     .target(name: "Golden", dependencies: ["TensorCore", "PPOStep", "TinyLM"]
                 + (stages + chainedStageModules).map { .byName(name: $0) }),
-    // SFT, reward model, PPO and DPO on the toy language, with the library's stages.
+    // SFT, reward model, PPO, GRPO and DPO on the toy language, with the library's stages.
     .target(name: "EndToEnd", dependencies: ["TensorCore", "TinyLM", "PPOStep", "PPOLossesSeqMean", "RewardsKLFirstPad",
-                                             "PPOLossesJointWhitened"] + stages.map { .byName(name: $0) }),
+                                             "PPOLossesJointWhitened", "PolicyLosses"] + stages.map { .byName(name: $0) }),
     // `golden-verify [PATH ...]`: runs every fixture under the paths.
     .executableTarget(name: "GoldenVerify", dependencies: ["Golden"]),
     // Tables, fixture loading and golden checks for the chapters (no math here).
@@ -115,6 +115,7 @@ let chapters = [
     "10-end-to-end",
     "11-three-reward-models",
     "12-three-ppo-steps",
+    "16-grpo-end-to-end",
 ]
 
 for chapter in chapters {
@@ -124,7 +125,7 @@ for chapter in chapters {
             dependencies: ["ChapterSupport", "TensorCore", "Golden", "PPOStep", "TinyLM", "EndToEnd"]
                 + (stages + chainedStageModules).map { .byName(name: $0) },
             path: "Chapters/" + chapter,
-            exclude: ["README.md"] + (chapter == "10-end-to-end" ? ["reward-kl.svg"] : [])
+            exclude: ["README.md"] + (["10-end-to-end", "16-grpo-end-to-end"].contains(chapter) ? ["reward-kl.svg"] : [])
         )
     )
 }
