@@ -115,6 +115,7 @@ let chapters = [
     "10-end-to-end",
     "11-three-reward-models",
     "12-three-ppo-steps",
+    "15-critic-free-advantages",
     "16-grpo-end-to-end",
 ]
 

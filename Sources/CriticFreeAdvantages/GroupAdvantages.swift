@@ -394,9 +394,12 @@ extension InputCheck {
     /// Throws unless `size` is at least 1 and divides `count` (N rows in groups of `size`).
     @inlinable
     func groupSize(_ size: Int, _ argument: String, count: Int) throws(StageError) {
-        guard size >= 1, count % size == 0 else {
+        guard size >= 1 else {
+            throw StageError(.parameterOutOfRange, stage: stage, argument: argument, "\(argument) = \(size) is below 1")
+        }
+        guard count % size == 0 else {
             throw StageError(.parameterOutOfRange, stage: stage, argument: argument,
-                             "\(argument) = \(size) must be at least 1 and divide N = \(count)")
+                             "\(argument) = \(size) does not divide N = \(count)")
         }
     }
 
