@@ -146,6 +146,7 @@ public struct GRPOLossResult<T: FloatScalar>: Sendable {
 ///       luspo       mean over all entries of q·n_b / GA    ([B,1] q: over B; [B,T] q: over B·T, padding included)
 /// kl = Σ k·m / max(N, 1);   clip_ratio_low = [ρ < 1 − ε_l ∧ A < 0], _high = [ρ > 1 + ε_h ∧ A > 0],
 ///   _region = either, each Σ x·m / max(N, 1) (token) or mean over B (sequence), ρ after the delta cap
+///   (with T = 1 every metric is the unmasked mean over B: see the quirks)
 /// ```
 ///
 /// Shapes: `logProbs`, `oldLogProbs`, `refLogProbs` [B, T] float, `advantages` [B]
@@ -161,6 +162,9 @@ public struct GRPOLossResult<T: FloatScalar>: Sendable {
 /// - luspo at token level averages over padding (no mask), and divides by GA;
 /// - vespo's weight uses the token-level *sum* of log-ratios at either level;
 /// - dapo (the default) divides by a global token count and not by GA;
+/// - the metrics' helper (`global_masked_mean`) tells a per-sequence tensor by its single
+///   column, so with T = 1 the `kl` and clip metrics are unmasked means over B even at
+///   token level (a masked row counts); the spec's masked formula differs only there;
 /// - sapo's and vespo's per-sign tables are float32 in TRL (a float64 run differs by ~1e-7).
 ///
 /// - Throws: ``StageError`` for shapes that do not agree (`advantages` not of length
@@ -213,16 +217,19 @@ public func grpoLoss<T: FloatScalar>(
         }
     }
 
+    // The metrics' mean: TRL's helper takes a tensor with one column for one value per
+    // sequence, so with T = 1 it is the unmasked mean over B even at token level.
+    let oneColumn = columns == 1
     var kl: T? = nil
     if let k = parts.kl {
-        kl = maskedTotal(k, m) / T(max(parts.tokenCount, 1))
+        kl = oneColumn ? k.reduce(0, +) / T(rows) : maskedTotal(k, m) / T(max(parts.tokenCount, 1))
     }
 
     var low: T? = nil, high: T? = nil, region: T? = nil
     if config.lossType.clips {
         let lower = T(1 - config.epsilon), upper = T(1 + config.resolvedEpsilonHigh)
         var sums: (low: T, high: T, region: T) = (0, 0, 0)
-        let perSequence = config.importanceSamplingLevel == .sequence
+        let perSequence = config.importanceSamplingLevel == .sequence || oneColumn
         for b in 0..<rows {
             let a = advantages.scalars[b]
             for t in 0..<(perSequence ? 1 : columns) {

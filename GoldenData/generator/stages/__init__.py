@@ -36,6 +36,8 @@ STAGE_NAMES = [
     # v1.1, the zoo (shared/spec/v1.1-zoo.md)
     "group_advantages",
     "token_advantages",
+    "ppo_policy_loss",
+    "grpo_loss",
 ]
 
 STAGES = [importlib.import_module(f"{__name__}.{name}").STAGE for name in STAGE_NAMES]
