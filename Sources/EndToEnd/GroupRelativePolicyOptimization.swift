@@ -174,21 +174,34 @@ public func groupRelativePolicyOptimization(models: inout GRPOModels, settings: 
             // The first epoch's weights are the sampling weights: reuse that pass.
             let pass = epoch == 0 ? samplingPass : try models.policy.forward(sequences)
             let newLogProbs = epoch == 0 ? logProbs : try nextTokenLogProbs(logits: pass.logits, inputIds: sequences)
-            let loss = try grpoLoss(logProbs: newLogProbs, oldLogProbs: logProbs, advantages: grouped.advantages,
-                                    mask: mask, refLogProbs: refLogProbs, config: config)
-            if epoch == 0 { record.loss = loss.loss }
-            let gradLogProbs = try grpoLossGradLogProbs(logProbs: newLogProbs, oldLogProbs: logProbs,
-                                                        advantages: grouped.advantages, mask: mask,
-                                                        refLogProbs: refLogProbs, config: config)
-            let gradLogits = try nextTokenLogProbsGradLogits(logits: pass.logits, inputIds: sequences,
-                                                             gradOutput: gradLogProbs)
-            let gradient = try models.policy.backward(pass, gradLogits: gradLogits, gradValues: nil)
+            let (loss, gradient) = try grpoLossAndGradient(
+                policy: models.policy, pass: pass, sequences: sequences, logProbs: newLogProbs,
+                oldLogProbs: logProbs, refLogProbs: refLogProbs, advantages: grouped.advantages, mask: mask,
+                config: config)
+            if epoch == 0 { record.loss = loss }
             try optimizer.step(&models.policy.parameters, gradient: gradient)
         }
         records.append(record)
         progress(record)
     }
     return records
+}
+
+/// `grpo_loss` of the policy on one batch, and its gradient with respect to every
+/// weight: `grpoLossGradLogProbs` [B, N] -> `nextTokenLogProbsGradLogits`
+/// [B, L, V] -> `policy.backward`. `pass` is `policy.forward(sequences)` and
+/// `logProbs` its `nextTokenLogProbs`.
+///
+/// - Throws: ``StageError`` from the three stages (shapes, NaN, a non-finite loss).
+func grpoLossAndGradient(policy: TinyLM, pass: TinyLMActivations, sequences: Tensor<Int64>, logProbs: Tensor<Double>,
+                         oldLogProbs: Tensor<Double>, refLogProbs: Tensor<Double>, advantages: Tensor<Double>,
+                         mask: Tensor<Int64>, config: GRPOLossConfig) throws(StageError) -> (loss: Double, gradient: TinyLMParameters) {
+    let loss = try grpoLoss(logProbs: logProbs, oldLogProbs: oldLogProbs, advantages: advantages, mask: mask,
+                            refLogProbs: refLogProbs, config: config)
+    let gradLogProbs = try grpoLossGradLogProbs(logProbs: logProbs, oldLogProbs: oldLogProbs, advantages: advantages,
+                                                mask: mask, refLogProbs: refLogProbs, config: config)
+    let gradLogits = try nextTokenLogProbsGradLogits(logits: pass.logits, inputIds: sequences, gradOutput: gradLogProbs)
+    return (loss.loss, try policy.backward(pass, gradLogits: gradLogits, gradValues: nil))
 }
 
 /// Throws unless every GRPO setting is one the stages take, so a run fails before
