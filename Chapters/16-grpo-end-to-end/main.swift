@@ -22,6 +22,7 @@ import Foundation
 import ChapterSupport
 import CriticFreeAdvantages
 import EndToEnd
+import Golden
 import PolicyLosses
 import TensorCore
 import TinyLM
@@ -171,10 +172,46 @@ token of an answer gets the answer's A, as PPO's token would get its GAE advanta
 clipped ratio and the KL term are PPO's machinery again (grpo_loss).
 """)
 
-// MARK: 3. The runs
+// MARK: 3. The loss
 
-chapter.heading("3. PPO and GRPO, the same budget of answers")
-let forwardPasses = 3 + 2 * ppo.epochs
+chapter.heading("3. The loss: grpo_loss, checked against PyTorch")
+chapter.say("""
+Each token of answer b gets its answer's advantage A_b. grpo_loss (TRL's
+GRPOTrainer._compute_loss) takes PPO's clipped surrogate per token, with
+rho = exp(log pi - log pi_old), and adds TRL's k3 estimate of the KL to the reference,
+k3 = exp(ref - lp) - (ref - lp) - 1, times beta:
+  q = -min(rho * A, clamp(rho, 1 - eps, 1 + eps) * A) + beta * k3
+loss_type "dapo" (TRL's default) sums q over every answer token of the batch and divides by
+their number: the token mean of DeepSpeed-Chat's actor_loss. On a fixture of TRL's code (the
+loss, the logged KL, and the gradient the loop sends back through the model):
+""")
+let lossFixture = chapter.fixture("grpo_loss/dapo-kl-f64")
+let lossArguments = chapter.arguments(lossFixture)
+let fixtureConfig = chapter.must { try GRPOLossStage.config(lossArguments) }
+let fixtureLoss = chapter.must {
+    try grpoLoss(logProbs: lossArguments.float("log_probs"), oldLogProbs: lossArguments.float("old_log_probs"),
+                 advantages: lossArguments.float("advantages"), mask: lossArguments.mask("mask"),
+                 refLogProbs: lossArguments.float("ref_log_probs"), config: fixtureConfig)
+}
+let fixtureGradient = chapter.must {
+    try grpoLossGradLogProbs(logProbs: lossArguments.float("log_probs"),
+                             oldLogProbs: lossArguments.float("old_log_probs"),
+                             advantages: lossArguments.float("advantages"), mask: lossArguments.mask("mask"),
+                             refLogProbs: lossArguments.float("ref_log_probs"), config: fixtureConfig)
+}
+chapter.check("loss", ours: fixtureLoss.loss, against: lossFixture)
+chapter.check("kl", ours: fixtureLoss.kl ?? .nan, against: lossFixture)
+chapter.check("grad_log_probs", ours: fixtureGradient, against: lossFixture)
+chapter.say("""
+
+(that fixture also sets use_bias_correction_kl and num_items_in_batch; the run below keeps TRL's
+defaults for both. golden-verify checks every grpo_loss fixture: eight loss types, both levels.)
+""")
+
+// MARK: 4. The runs
+
+chapter.heading("4. PPO and GRPO, the same budget of answers")
+let forwardPasses = 4 + 2 * ppo.epochs
 chapter.say("""
 PPO: chapter 10's run, DeepSpeed-Chat's recipe, kl_ctl = \(fmt(ppo.klCtl, 2)): \(ppo.batchSize) prompts, one answer each,
 \(ppo.epochs) epochs of ppo_losses per batch.
@@ -189,6 +226,7 @@ budget.add(["forward passes over the batch", String(forwardPasses), String(2 + g
 budget.add(["Adam steps", "\(ppo.epochs) + \(ppo.epochs) (critic)", String(grpo.epochs)])
 chapter.show(budget)
 chapter.say("""
+
 (forward passes after sampling: PPO the actor, reference, reward model and critic, then actor and
 critic each epoch; GRPO the policy, reference and reward model, the first epoch reusing the
 policy's pass, one more per further epoch.)
@@ -222,9 +260,10 @@ chapter.say("""
   mean std the step's advantages were divided by; a flat group has G equal rewards, all A = 0)
 
 """)
-let rewardScale: ClosedRange<Double> = min(ppoRecords.map(\.meanReward).min()!, grpoRecords.map(\.meanReward).min()!)
-    ... max(ppoRecords.map(\.meanReward).max()!, grpoRecords.map(\.meanReward).max()!)
-let klScale: ClosedRange<Double> = 0 ... max(ppoRecords.map(\.meanKL).max()!, grpoRecords.map(\.meanKL).max()!)
+let allRewards = ppoRecords.map(\.meanReward) + grpoRecords.map(\.meanReward)
+let allKLs = ppoRecords.map(\.meanKL) + grpoRecords.map(\.meanKL)
+let rewardScale = allRewards.min()!...allRewards.max()!
+let klScale = min(0, allKLs.min()!)...allKLs.max()!
 let sparklines: [(String, [Double], ClosedRange<Double>)] = [("PPO reward", ppoRecords.map(\.meanReward), rewardScale),
                                                              ("GRPO reward", grpoRecords.map(\.meanReward), rewardScale),
                                                              ("PPO KL", ppoRecords.map(\.meanKL), klScale),
@@ -234,9 +273,9 @@ for (name, series, range) in sparklines {
 }
 chapter.say("  (one scale per quantity for both runs)")
 
-// MARK: 4. Evaluation
+// MARK: 5. Evaluation
 
-chapter.heading("4. The trained policies, on fresh prompts")
+chapter.heading("5. The trained policies, on fresh prompts")
 var evaluationRng = SplitMix64(seed: settings.seed &+ 4)
 let afterPPO = chapter.must {
     try rewardStatistics(of: ppoRun.actor, rewardModel: prepared.rewardModel, count: settings.evaluationSamples,
@@ -279,9 +318,9 @@ chapter.show(evaluation)
 }
 showAnswers("after GRPO", of: grpoRun.policy)
 
-// MARK: 5. The plot
+// MARK: 6. The plot
 
-chapter.heading("5. The plot")
+chapter.heading("6. The plot")
 let defaultPlot = isDefaultRun ? chapter.directory + "/reward-kl.svg" : NSTemporaryDirectory() + "ch16-grpo-end-to-end.svg"
 let plotFile = plotPath ?? defaultPlot
 var plot = SVGPlot(title: "PPO and GRPO on the toy language (seed \(settings.seed))", xLabel: "step")
@@ -304,9 +343,9 @@ let repository = (chapter.directory as NSString).deletingLastPathComponent + "/"
 let shownPlot = plotFile.hasPrefix(repository) ? String(plotFile.dropFirst(repository.count - "Chapters/".count)) : plotFile
 chapter.say("Reward and KL per step, PPO and GRPO: \(shownPlot)")
 
-// MARK: 6. Claims
+// MARK: 7. Claims
 
-chapter.heading("6. What this run must show")
+chapter.heading("7. What this run must show")
 chapter.say("""
 Checked on this run, seed \(settings.seed): the claims are about this seed's numbers, not every seed's
 (the chapter's README says how they fare over other seeds).
