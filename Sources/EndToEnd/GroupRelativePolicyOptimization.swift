@@ -108,6 +108,12 @@ public struct GRPOModels: Sendable {
 ///     policy ← Adam(∂ loss / ∂θ)   (grpoLossGradLogProbs -> nextTokenLogProbsGradLogits -> policy.backward)
 /// ```
 ///
+/// Masked: the prompt positions and the pads after each answer (`mask` is 1 on
+/// answer tokens and `<eos>` only). The loss is over the full [B, N] log-probs
+/// under that mask; with `loss_type` dapo it is the token mean over all answer
+/// tokens of the batch (Σ q·mask / Σ mask), as DeepSpeed-Chat's `actor_loss`.
+/// Rows iG ..< iG + G answer the same prompt: the layout `grpoAdvantages` reads.
+///
 /// The data flow of TRL `GRPOTrainer` (`_generate_and_score_completions`, then
 /// `_compute_loss`) on the toy language; every formula is the library's
 /// (`grpoAdvantages`, `grpoLoss`, `grpoLossGradLogProbs`). Differences from TRL,
