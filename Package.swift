@@ -80,9 +80,9 @@ targets += [
     // The fixture format `rlhf-golden-v1`: reading, running a stage, comparing.
     .target(name: "Golden", dependencies: ["TensorCore", "PPOStep", "TinyLM"]
                 + (stages + chainedStageModules).map { .byName(name: $0) }),
-    // SFT, reward model, PPO and DPO on the toy language, with the library's stages.
+    // SFT, reward model, PPO, GRPO and DPO on the toy language, with the library's stages.
     .target(name: "EndToEnd", dependencies: ["TensorCore", "TinyLM", "PPOStep", "PPOLossesSeqMean", "RewardsKLFirstPad",
-                                             "PPOLossesJointWhitened"] + stages.map { .byName(name: $0) }),
+                                             "PPOLossesJointWhitened", "PolicyLosses"] + stages.map { .byName(name: $0) }),
     // The workshop kit: the catalogue of well-known mistakes per stage, the
     // diagnosis that names them, the answers route and the exercise harnesses.
     // Kept apart from the stage modules, so a reader of Sources/GAE/ sees only
@@ -124,12 +124,14 @@ let chapters = [
     "13-kl-estimators",
     "14-dpo-family",
     "15-critic-free-advantages",
+    "16-grpo-end-to-end",
 ]
 /// The SVG plots a chapter writes beside its README: files SwiftPM must not treat as sources.
 let chapterPlots = [
     "10-end-to-end": ["reward-kl.svg"],
     "13-kl-estimators": ["kl-estimators.svg"],
     "14-dpo-family": ["dpo-family.svg"],
+    "16-grpo-end-to-end": ["reward-kl.svg"],
 ]
 
 for chapter in chapters {

@@ -137,6 +137,20 @@ public func runPPO(_ prepared: PreparedModels, settings: PPOSettings, seed: UInt
     return (models.actor, records)
 }
 
+/// Phase 3 with GRPO instead of PPO, from the same prepared models: policy and
+/// reference from SFT, the same frozen reward model, no critic. Returns the
+/// trained policy and every step's record.
+///
+/// - Throws: ``StageError`` as ``groupRelativePolicyOptimization(models:settings:rng:progress:)``.
+public func runGRPO(_ prepared: PreparedModels, settings: GRPOSettings, seed: UInt64,
+                    progress: (GRPOStepRecord) -> Void = { _ in }) throws(StageError) -> (policy: TinyLM, records: [GRPOStepRecord]) {
+    var rng = SplitMix64(seed: seed)
+    var models = GRPOModels(policy: prepared.sft, reference: prepared.sft, rewardModel: prepared.rewardModel)
+    let records = try groupRelativePolicyOptimization(models: &models, settings: settings, rng: &rng,
+                                                      progress: progress)
+    return (models.policy, records)
+}
+
 /// Phase 4 from prepared models: the policy and the reference from SFT.
 ///
 /// - Throws: ``StageError`` as ``directPreferenceOptimization(policy:reference:pairs:steps:batchSize:beta:learningRate:rng:)``.

@@ -113,4 +113,16 @@ struct ChapterOutputTests {
         #expect(output.contains("usage: ch10-end-to-end"), "\(arguments): \(output.suffix(500))")
         #expect(!output.contains("[1/4]"), "\(arguments): it started training")
     }
+
+    @Test("chapter 16 refuses an absurd flag with its usage and status 2, before it trains anything",
+          arguments: [["--steps", "0"], ["--steps", "99999999999"], ["--beta", "nan"], ["--beta", "-1"],
+                      ["--group-size", "3"], ["--group-size", "1"], ["--epochs", "0"], ["--seed", "-1"], ["--seed"],
+                      ["--plot", ""], ["--plot", "/no/such/directory/plot.svg"], ["--bogus"]])
+    func chapter16Flags(arguments: [String]) throws {
+        let path = try #require(executable(for: "16-grpo-end-to-end"), "ch16-grpo-end-to-end is not built")
+        let (status, output) = try run(path, arguments)
+        #expect(status == 2, "\(arguments): exited with \(status):\n\(output.suffix(500))")
+        #expect(output.contains("usage: ch16-grpo-end-to-end"), "\(arguments): \(output.suffix(500))")
+        #expect(!output.contains("[1/3]"), "\(arguments): it started training")
+    }
 }
