@@ -65,6 +65,17 @@ struct StageRegistryTests {
         }
     }
 
+    @Test("the glossary gives each stage the peer function its declaration names")
+    func glossary() throws {
+        let path = goldenDataDirectory.replacingOccurrences(of: "/GoldenData", with: "/Chapters/GLOSSARY.md")
+        let rows = try tableRows(in: path, under: "## Stages and the peer function")
+        #expect(Set(rows.keys) == Set(names), "glossary stages \(rows.keys.sorted()) against the registry \(names.sorted())")
+        for adapter in stageRegistry {
+            let d = adapter.declaration
+            #expect(rows[d.name]?.hasSuffix("| \(d.peer) |") == true, "the glossary row of \(d.name) does not end with its peer \(d.peer)")
+        }
+    }
+
     @Test("every committed fixture runs through its adapter and gives only declared outputs")
     func declaredOutputs() throws {
         for name in names {
