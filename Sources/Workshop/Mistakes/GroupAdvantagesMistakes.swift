@@ -53,7 +53,7 @@ enum GroupAdvantagesMistakes {
     static let epsInsideSqrt = Mistake(
         id: "group_advantages.grpo-eps-inside-sqrt", stage: "group_advantages", chapter: chapter,
         title: "(r - μ) / sqrt(σ² + 1e-4) instead of (r - μ) / (σ + 1e-4)",
-        explanation: "TRL adds its 1e-4 to the std, after the square root. Inside the root it is a variance floor of 1e-4, i.e. a std floor of 0.01, a hundred times larger: groups with a small spread of rewards get visibly smaller advantages.") { a in
+        explanation: "TRL adds its 1e-4 to the std, after the square root. Inside the root it keeps the divisor above 0.01, a hundred times the intended guard: groups with a small spread of rewards get visibly smaller advantages.") { a in
         let x = try grpoScaled(a)
         let advantages = (0..<x.r.count).map { (x.r[$0] - x.mu[$0]) / (x.s[$0] * x.s[$0] + 1e-4).squareRoot() }
         return ["advantages": output([advantages.count], advantages)]

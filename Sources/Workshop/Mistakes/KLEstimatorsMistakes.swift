@@ -50,7 +50,7 @@ enum KLEstimatorsMistakes {
     static let sign = Mistake(
         id: "kl_estimators.sign", stage: "kl_estimators", chapter: chapter,
         title: "r = ref_log_probs - log_probs: the log-ratio taken the wrong way round",
-        explanation: "The estimators are of KL(π‖π_ref) with samples from π, so r = log π - log π_ref. TRL writes logr = ref - logprob and then negates it (kl = -logr), which is where the flipped sign comes from when one copies half of it; the flipped k1 is minus the KL, and the flipped k3 estimates the reverse KL with the wrong samples.") { a in
+        explanation: "The estimators are of KL(π‖π_ref) with samples from π, so r = log π - log π_ref. TRL writes logr = ref - logprob and then negates it (kl = -logr), which is where the flipped sign comes from when one copies half of it; the flipped k1 averages to minus the KL, and the flipped k3, (exp(r) - 1) - r, no longer averages to the KL at all.") { a in
         try outputs(a, logProbs: a.float("ref_log_probs"), refLogProbs: a.float("log_probs"))
     }
 
