@@ -161,6 +161,9 @@ let exercises: [(slug: String, uses: [String])] = [
     ("08-dpo-loss", []),
     ("11-three-reward-models", []),
     ("12-three-ppo-steps", []),
+    ("13-kl-estimators", []),
+    ("14-dpo-family", []),
+    ("15-critic-free-advantages", []),
 ]
 for exercise in exercises {
     targets.append(

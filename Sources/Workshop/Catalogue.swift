@@ -30,4 +30,15 @@ public let mistakeCatalogue: [StageMistakes] = [
     CriticLossSeqMeanMistakes.entry,
     MaskedWhitenMistakes.entry,
     RewardsKLFirstPadMistakes.entry,
+    // v1.1, the zoo.
+    KLEstimatorsMistakes.entry,
+    AdaptiveKLControllerMistakes.entry,
+    DPOVariantsMistakes.entry,
+    CPOLossMistakes.entry,
+    ORPOLossMistakes.entry,
+    KTOLossMistakes.entry,
+    GroupAdvantagesMistakes.entry,
+    TokenAdvantagesMistakes.entry,
+    PPOPolicyLossMistakes.entry,
+    GRPOLossMistakes.entry,
 ]

@@ -28,14 +28,24 @@ public struct Exercise<Function>: Sendable {
     public let chapter: String
     /// Calls the attendee's function on a fixture's arguments and names its results.
     public let outputs: @Sendable (Function, FixtureArguments<Double>) throws -> [String: FixtureTensor]
+    /// For an exercise that covers part of its stage (some loss types, one reward
+    /// function): what it leaves out, said once in the report (e.g. "fixtures of
+    /// the other loss types"); nil when it covers the whole stage.
+    public let scope: String?
+    /// Whether a fixture is outside the exercise's part of the stage (then it is
+    /// skipped and counted, not graded).
+    public let outOfScope: @Sendable (FixtureArguments<Double>) throws -> Bool
 
     public init(number: Int, slug: String, stage: String, function: String, chapter: String,
+                scope: String? = nil, outOfScope: @escaping @Sendable (FixtureArguments<Double>) throws -> Bool = { _ in false },
                 outputs: @escaping @Sendable (Function, FixtureArguments<Double>) throws -> [String: FixtureTensor]) {
         self.number = number
         self.slug = slug
         self.stage = stage
         self.function = function
         self.chapter = chapter
+        self.scope = scope
+        self.outOfScope = outOfScope
         self.outputs = outputs
     }
 
@@ -49,6 +59,8 @@ public struct ExerciseReport: Sendable {
     public var outcomes: [CheckOutcome]
     /// The fixtures that expect an error: checking inputs is the library's job, not the exercise's.
     public var skippedErrorFixtures: Int
+    /// The fixtures outside the exercise's part of the stage (``Exercise/scope``).
+    public var skippedOutOfScope: Int = 0
     /// Set when the attendee's function threw ``ExerciseNotImplemented``.
     public var notImplemented: Bool
     /// Everything to print, in order.
@@ -94,6 +106,10 @@ public func grade<Function>(_ exercise: Exercise<Function>, _ function: Function
             report.skippedErrorFixtures += 1
             continue
         }
+        if let arguments = try? FixtureArguments<Double>(fixture), (try? exercise.outOfScope(arguments)) == true {
+            report.skippedOutOfScope += 1
+            continue
+        }
         let outcome: CheckOutcome
         do {
             let submitted = try exercise.outputs(function, try FixtureArguments<Double>(fixture))
@@ -115,6 +131,9 @@ public func grade<Function>(_ exercise: Exercise<Function>, _ function: Function
     report.lines.append("")
     report.lines.append("\(report.passedCount) passed, \(report.failedCount) failed"
                         + " (\(report.skippedErrorFixtures) fixtures that expect an error skipped: checking inputs is not part of the exercise)")
+    if let scope = exercise.scope {
+        report.lines.append("\(report.skippedOutOfScope) \(scope) skipped: not part of this exercise")
+    }
     report.lines.append(report.passed
                         ? "exercise \(twoDigits(exercise.number)) passed: \(exercise.function) matches every fixture of \(exercise.stage)"
                         : "exercise \(twoDigits(exercise.number)) not passed yet: see the rows marked FAIL above")

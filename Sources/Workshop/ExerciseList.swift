@@ -23,6 +23,17 @@ public typealias DPOLossFunction = (_ betterLogProbs: Tensor<Double>, _ worseLog
 public typealias RewardEndScoresAttnFunction = (_ scores: Tensor<Double>, _ attentionMask: Tensor<Int64>?) throws
     -> (endIndex: [Int], endScores: Tensor<Double>)
 public typealias MaskedWhitenFunction = (_ values: Tensor<Double>, _ mask: Tensor<Int64>, _ shiftMean: Bool) throws -> Tensor<Double>
+public typealias KLEstimatorsFunction = (_ logProbs: Tensor<Double>, _ refLogProbs: Tensor<Double>, _ mask: Tensor<Int64>?,
+                                         _ estimator: String, _ clipRange: (lo: Double, hi: Double)?) throws
+    -> (kl: Tensor<Double>, klMean: Tensor<Double>?)
+public typealias DPOVariantsFunction = (_ chosenLogps: Tensor<Double>, _ rejectedLogps: Tensor<Double>,
+                                        _ refChosenLogps: Tensor<Double>, _ refRejectedLogps: Tensor<Double>,
+                                        _ chosenLengths: Tensor<Int64>, _ rejectedLengths: Tensor<Int64>,
+                                        _ lossType: String, _ beta: Double, _ labelSmoothing: Double) throws
+    -> (losses: Tensor<Double>, loss: Double, chosenRewards: Tensor<Double>, rejectedRewards: Tensor<Double>,
+        rewardAccuracy: Double, rewardMargin: Tensor<Double>)
+public typealias GroupAdvantagesFunction = (_ rewards: Tensor<Double>, _ groupSize: Int, _ estimator: String,
+                                            _ scaleRewards: String) throws -> Tensor<Double>
 
 /// The inputs of one DeepSpeed-Chat PPO step (exercise 07), by their fixture names.
 public struct PPOStepInputs: Sendable {
@@ -138,7 +149,55 @@ public enum Exercises {
         ["whitened": FixtureTensor(try f(a.float("values"), a.mask("mask"), a.bool("shift_mean")))]
     }
 
+    public static let klEstimators = Exercise<KLEstimatorsFunction>(
+        number: 13, slug: "13-kl-estimators", stage: "kl_estimators",
+        function: "klEstimators(logProbs:refLogProbs:mask:estimator:clipRange:)", chapter: "Chapters/13-kl-estimators") { f, a in
+        let range = try a.optionalRange("clip_range")
+        let r = try f(a.float("log_probs"), a.float("ref_log_probs"), a.optionalMask("mask"), a.string("estimator"),
+                      range.map { (lo: $0.lo, hi: $0.hi) })
+        var outputs = ["kl": FixtureTensor(r.kl)]
+        if let klMean = r.klMean { outputs["kl_mean"] = FixtureTensor(klMean) }
+        return outputs
+    }
+
+    /// The loss types exercise 14 covers (on plain log-ratios, f_divergence reverse_kl).
+    public static let dpoVariantsLossTypes: Set<String> = ["sigmoid", "hinge", "ipo", "ipo_sum"]
+
+    public static let dpoVariants = Exercise<DPOVariantsFunction>(
+        number: 14, slug: "14-dpo-family", stage: "dpo_variants",
+        function: "dpoVariants(chosenLogps:rejectedLogps:refChosenLogps:refRejectedLogps:chosenLengths:rejectedLengths:lossType:beta:labelSmoothing:)",
+        chapter: "Chapters/14-dpo-family",
+        scope: "fixtures of the other loss types or of another f_divergence",
+        outOfScope: { a in
+            try !dpoVariantsLossTypes.contains(a.string("loss_type")) || a.string("f_divergence") != "reverse_kl"
+        }) { f, a in
+        let r = try f(a.float("chosen_logps"), a.float("rejected_logps"), a.float("ref_chosen_logps"),
+                      a.float("ref_rejected_logps"), a.ids("chosen_lengths"), a.ids("rejected_lengths"),
+                      a.string("loss_type"), a.real("beta"), a.real("label_smoothing"))
+        return ["losses": FixtureTensor(r.losses), "loss": FixtureTensor(scalar: r.loss),
+                "chosen_rewards": FixtureTensor(r.chosenRewards), "rejected_rewards": FixtureTensor(r.rejectedRewards),
+                "reward_accuracy": FixtureTensor(scalar: r.rewardAccuracy), "reward_margin": FixtureTensor(r.rewardMargin)]
+    }
+
+    public static let groupAdvantages = Exercise<GroupAdvantagesFunction>(
+        number: 15, slug: "15-critic-free-advantages", stage: "group_advantages",
+        function: "groupAdvantages(rewards:groupSize:estimator:scaleRewards:)", chapter: "Chapters/15-critic-free-advantages",
+        scope: "fixtures with several reward functions, reward weights, GDPO, or RLOO's KL, clamp or normalisation",
+        outOfScope: { a in
+            let rewards = try a.float("rewards")
+            if try rewards.rank != 1 || a.optionalRealList("reward_weights") != nil { return true }
+            if try a.string("multi_objective_aggregation") != "sum_then_normalize" { return true }
+            if try a.string("estimator") == "rloo" {
+                return try a.real("beta") != 0 || a.optionalRealList("reward_clip_range") != nil || a.bool("normalize_advantages")
+            }
+            return false
+        }) { f, a in
+        ["advantages": FixtureTensor(try f(a.float("rewards"), a.int("group_size"), a.string("estimator"),
+                                           a.string("scale_rewards")))]
+    }
+
     /// The slugs of every exercise, in order (the folders under `Chapters/exercises/`).
     public static let slugs = [gatherLogProbs.slug, pairwiseRewardLoss.slug, computeRewards.slug, gae.slug, actorLoss.slug,
-                               criticLoss.slug, ppoStep.slug, dpoLoss.slug, rewardEndScoresAttn.slug, maskedWhiten.slug]
+                               criticLoss.slug, ppoStep.slug, dpoLoss.slug, rewardEndScoresAttn.slug, maskedWhiten.slug,
+                               klEstimators.slug, dpoVariants.slug, groupAdvantages.slug]
 }

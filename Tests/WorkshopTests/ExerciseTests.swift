@@ -14,6 +14,9 @@ import PPOStep
 import DPOLoss
 import RewardEndScoresAttn
 import MaskedWhiten
+import KLControl
+import PreferenceLosses
+import CriticFreeAdvantages
 
 /// The repository root, from this file's path.
 let repositoryRoot: String = {
@@ -113,6 +116,71 @@ struct ExerciseTests {
         expectPassed(grade(Exercises.maskedWhiten, {
             try MaskedWhiten.maskedWhiten(values: $0, mask: $1, shiftMean: $2).whitened
         }, goldenData: goldenData))
+        expectPassed(grade(Exercises.klEstimators, libraryKLEstimators, goldenData: goldenData))
+        expectPassed(grade(Exercises.dpoVariants, libraryDPOVariants, goldenData: goldenData))
+        expectPassed(grade(Exercises.groupAdvantages, libraryGroupAdvantages, goldenData: goldenData))
+    }
+
+    // The library's zoo stages in the exercises' signatures.
+    func libraryKLEstimators(_ logProbs: Tensor<Double>, _ ref: Tensor<Double>, _ mask: Tensor<Int64>?, _ estimator: String,
+                             _ range: (lo: Double, hi: Double)?) throws -> (kl: Tensor<Double>, klMean: Tensor<Double>?) {
+        let r = try KLControl.klEstimators(logProbs: logProbs, refLogProbs: ref, mask: mask,
+                                           estimator: KLEstimator(named: estimator, stage: "kl_estimators"),
+                                           clipRange: range.map { $0.lo...$0.hi })
+        return (r.kl, r.klMean)
+    }
+
+    func libraryDPOVariants(_ chosen: Tensor<Double>, _ rejected: Tensor<Double>, _ refChosen: Tensor<Double>,
+                            _ refRejected: Tensor<Double>, _ chosenLengths: Tensor<Int64>, _ rejectedLengths: Tensor<Int64>,
+                            _ lossType: String, _ beta: Double, _ epsilon: Double) throws
+        -> (losses: Tensor<Double>, loss: Double, chosenRewards: Tensor<Double>, rejectedRewards: Tensor<Double>,
+            rewardAccuracy: Double, rewardMargin: Tensor<Double>) {
+        let r = try PreferenceLosses.dpoVariants(
+            chosenLogps: chosen, rejectedLogps: rejected, refChosenLogps: refChosen, refRejectedLogps: refRejected,
+            chosenLengths: chosenLengths, rejectedLengths: rejectedLengths,
+            lossType: DPOLossType(named: lossType, stage: "dpo_variants"), beta: beta, labelSmoothing: epsilon)
+        return (r.losses, r.loss, r.chosenRewards, r.rejectedRewards, r.rewardAccuracy, r.rewardMargin)
+    }
+
+    func libraryGroupAdvantages(_ rewards: Tensor<Double>, _ groupSize: Int, _ estimator: String, _ scale: String) throws
+        -> Tensor<Double> {
+        if estimator == "rloo" {
+            return try rlooAdvantages(rewards: rewards, groupSize: groupSize, beta: 0).advantages
+        }
+        return try grpoAdvantages(rewards: rewards, groupSize: groupSize,
+                                  scaleRewards: RewardScaling(named: scale, stage: "group_advantages")).advantages
+    }
+
+    @Test("the zoo exercises: k1 for k3, IPO on sums, a biased GRPO std: each harness names the mistake; the partial exercises say what they skip")
+    func zooMistakesNamed() {
+        let k1ForK3 = grade(Exercises.klEstimators, { logProbs, ref, mask, estimator, range in
+            try libraryKLEstimators(logProbs, ref, mask, estimator == "k3" ? "k1" : estimator, range)
+        }, goldenData: goldenData)
+        #expect(!k1ForK3.passed)
+        #expect(k1ForK3.namedMistakes == ["kl_estimators.k1-for-k3"], "\(k1ForK3.namedMistakes)")
+
+        let ipoSummed = grade(Exercises.dpoVariants, { c, r, rc, rr, cl, rl, lossType, beta, epsilon in
+            try libraryDPOVariants(c, r, rc, rr, cl, rl, lossType == "ipo" ? "ipo_sum" : lossType, beta, epsilon)
+        }, goldenData: goldenData)
+        #expect(!ipoSummed.passed)
+        #expect(ipoSummed.namedMistakes == ["dpo_variants.ipo-summed"], "\(ipoSummed.namedMistakes)")
+        #expect(ipoSummed.skippedOutOfScope > 0)
+        #expect(ipoSummed.lines.contains { $0.contains("fixtures of the other loss types") && $0.contains("skipped") })
+
+        let biasedStd = grade(Exercises.groupAdvantages, { rewards, g, estimator, scale in
+            guard estimator == "grpo", scale != "none" else { return try libraryGroupAdvantages(rewards, g, estimator, scale) }
+            let n = rewards.count, length = scale == "group" ? g : n
+            return Tensor.make([n], (0..<n).map { i in
+                let start = i / g * g, mean = (start..<start + g).reduce(0.0) { $0 + rewards.scalars[$1] } / Double(g)
+                let from = scale == "group" ? start : 0
+                let mu = scale == "group" ? mean : (0..<n).reduce(0.0) { $0 + rewards.scalars[$1] } / Double(n)
+                let biased = ((from..<from + length).reduce(0.0) { $0 + (rewards.scalars[$1] - mu) * (rewards.scalars[$1] - mu) }
+                              / Double(length)).squareRoot()
+                return (rewards.scalars[i] - mean) / (biased + 1e-4)
+            })
+        }, goldenData: goldenData)
+        #expect(!biasedStd.passed)
+        #expect(biasedStd.namedMistakes == ["group_advantages.grpo-biased-std"], "\(biasedStd.namedMistakes)")
     }
 
     @Test("an exercise folder and a Package.swift product for every harness, and a harness for every folder")

@@ -44,13 +44,16 @@ struct MistakeCatalogueTests {
         }
     }
 
-    @Test("the v1 stages and the seed-system stages with a well-known mistake each have an entry")
+    @Test("the v1 stages, the seed-system stages with a well-known mistake and the zoo stages each have an entry")
     func coverage() {
         let covered = Set(mistakeCatalogue.map(\.stage))
         for stage in ["gather_log_probs", "reward_pairwise_loss", "reward_end_scores", "compute_rewards", "gae", "actor_loss",
                       "critic_loss", "dpo_loss", "ppo_losses", "sft_loss", "reward_end_scores_attn", "reward_end_loss_sqreg",
                       "reward_end_scores_seqcls", "reward_end_loss_margin_center", "rewards_kl_end_clamped", "gae_masked",
-                      "actor_loss_seq_mean", "critic_loss_seq_mean", "masked_whiten", "rewards_kl_first_pad"] {
+                      "actor_loss_seq_mean", "critic_loss_seq_mean", "masked_whiten", "rewards_kl_first_pad",
+                      // v1.1, the zoo.
+                      "kl_estimators", "adaptive_kl_controller", "dpo_variants", "cpo_loss", "orpo_loss", "kto_loss",
+                      "group_advantages", "token_advantages", "ppo_policy_loss", "grpo_loss"] {
             #expect(covered.contains(stage), "no mistakes for \(stage)")
         }
     }
@@ -127,7 +130,8 @@ struct MistakeCatalogueTests {
     }
 
     @Test("the stages that can say what a right value is made of say it under a first difference no mistake explains",
-          arguments: ["gather_log_probs", "compute_rewards", "gae", "actor_loss", "critic_loss", "dpo_loss", "masked_whiten"])
+          arguments: ["gather_log_probs", "compute_rewards", "gae", "actor_loss", "critic_loss", "dpo_loss", "masked_whiten",
+                     "kl_estimators", "group_advantages", "grpo_loss"])
     func madeOf(stage: String) throws {
         let order = try stageAdapter(named: stage).declaration.outputs
         var explained = 0
