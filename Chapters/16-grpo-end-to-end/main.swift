@@ -367,13 +367,3 @@ Run fingerprint (the policy's weights after GRPO): \(grpoRun.policy.parameters.f
 gives the same fingerprint and every number above, on every run.
 """)
 chapter.finish()
-
-/// The mean of a few numbers.
-func mean(_ values: some Collection<Double>) -> Double {
-    values.reduce(0, +) / Double(values.count)
-}
-
-/// Pads `text` on the right to `width` characters.
-func padded(_ text: String, _ width: Int) -> String {
-    text + String(repeating: " ", count: max(0, width - text.count))
-}

@@ -27,8 +27,13 @@ public func list<I: BinaryInteger>(_ values: [I]) -> String {
     "[" + values.map { String($0) }.joined(separator: ", ") + "]"
 }
 
-/// Pads `text` on the left (right-aligned) or right (left-aligned) to `width`.
-func padded(_ text: String, _ width: Int, rightAligned: Bool) -> String {
+/// Pads `text` on the left (right-aligned) or right (left-aligned, the default) to `width`.
+public func padded(_ text: String, _ width: Int, rightAligned: Bool = false) -> String {
     let gap = max(0, width - text.count)
     return rightAligned ? String(repeating: " ", count: gap) + text : text + String(repeating: " ", count: gap)
+}
+
+/// The mean of a few numbers (a chapter's summary line, not a stage's mean).
+public func mean(_ values: some Collection<Double>) -> Double {
+    values.reduce(0, +) / Double(values.count)
 }
