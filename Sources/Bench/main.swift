@@ -233,6 +233,11 @@ for (b, t, v) in [(4, 512, 50272), (8, 256, 32000), (1, 2048, 151936)] {
         let upstream = Tensor.make([b, t], generator.floats(b * t, -1, 1))
         return { sink += try gatherLogProbsFusedGradLogits(logits: logits, labels: labels, gradOutput: upstream).scalars[0] }
     }
+    // TRL's PPO step: the new log-probs and the entropy of logits / (0.7 + 1e-7).
+    try bench("log_probs_with_entropy", [b, t, v], elements: elements, bytes: logitsBytes, inputBytes: logitsBytes) {
+        let (logits, labels) = randomLogits(b, t, v)
+        return { sink += try logProbsWithEntropyFused(logits: logits, labels: labels, temperature: 0.7).entropy.scalars[0] }
+    }
 }
 
 // The plain reference path, one thread, at a quarter of the first shape.

@@ -125,6 +125,7 @@ public func gatherLogProbsFusedGradLogits(
     var logProbs = [Float](repeating: 0, count: rows)  // only to raise the plain version's NaN-result error
     var sawNaN = false
     let gradLogits = [Float](unsafeUninitializedCapacity: logits.count) { gradBuffer, initialized in
+        adviseHugePages(gradBuffer)
         logits.scalars.withUnsafeBufferPointer { logitsBuffer in
             labels.scalars.withUnsafeBufferPointer { labelsBuffer in
                 gradOutput.scalars.withUnsafeBufferPointer { upstreamBuffer in
@@ -134,13 +135,16 @@ public func gatherLogProbsFusedGradLogits(
                         let upstreamBase = UnsafeShared(upstreamBuffer.baseAddress)
                         let logProbsBase = UnsafeShared(logProbsBuffer.baseAddress)
                         sawNaN = forEachRowChunk(rows: rows, vocabularySize: vocabularySize) { rowRange in
+                            // Per chunk (one thread): a row of exp(z - M_b) and each block's M_b,
+                            // reused row after row, so they stay in L2.
+                            let exps = UnsafeMutablePointer<Float>.allocate(capacity: vocabularySize)
+                            let shifts = UnsafeMutablePointer<Float>.allocate(capacity: onlineBlockCount(vocabularySize))
+                            defer { exps.deallocate(); shifts.deallocate() }
                             var chunkSawNaN = false
-                            var scan: RowScan?
                             for position in rowRange {
                                 let offset = position * vocabularySize
-                                let next = position + 1 < rowRange.upperBound ? input.pointer! + offset + vocabularySize : nil
                                 let rowHasNaN = writeRowGradient(
-                                    logits: input.pointer! + offset, vocabularySize, scan: &scan, next: next,
+                                    logits: input.pointer! + offset, vocabularySize, exps: exps, shifts: shifts,
                                     label: Int(labelsBase.pointer![position]), upstream: upstreamBase.pointer![position],
                                     into: grad.pointer! + offset, logProb: logProbsBase.pointer! + position)
                                 chunkSawNaN = chunkSawNaN || rowHasNaN
@@ -288,7 +292,7 @@ private func sumOfShiftedExp(
 /// `rowLogSumExpParts` by the plain, scalar definition (libm exp, Double sum), for
 /// rows with a NaN or an infinite max: it gives the NaN and inf results the plain
 /// version gives.
-private func rowLogSumExpPartsPlain(
+func rowLogSumExpPartsPlain(
     _ row: UnsafePointer<Float>, _ count: Int, expInto store: UnsafeMutablePointer<Float>?
 ) -> (maximum: Float, logSumShifted: Float, sumOfExp: Double, hasNaN: Bool) {
     let values = UnsafeBufferPointer(start: row, count: count)
@@ -304,46 +308,89 @@ private func rowLogSumExpPartsPlain(
 }
 
 /// Writes one row of `grad_logits` and its log-prob; returns whether the row had a NaN.
+///
+/// One pass over the logits (``onlineRowPass(_:_:divisor:entropy:expInto:blockShifts:)``)
+/// finds m and S and leaves e^(x - M_b) in `exps`, then one pass writes the row:
+/// `1[v = y]·g - e^(x_v - M_b)·e^(M_b - m)·(g / S)`, one multiply per element, so
+/// each logit is read from memory once and each gradient written once.
 @inline(__always)
 private func writeRowGradient(
-    logits row: UnsafePointer<Float>, _ count: Int, scan: inout RowScan?, next: UnsafePointer<Float>?,
-    label: Int, upstream: Float, into grad: UnsafeMutablePointer<Float>, logProb: UnsafeMutablePointer<Float>
+    logits row: UnsafePointer<Float>, _ count: Int, exps: UnsafeMutablePointer<Float>,
+    shifts: UnsafeMutablePointer<Float>, label: Int, upstream: Float, into grad: UnsafeMutablePointer<Float>,
+    logProb: UnsafeMutablePointer<Float>
 ) -> Bool {
-    // grad[v] = exp(x_v - m) for now
-    let parts = rowLogSumExpParts(row, count, expInto: grad, scan: &scan, next: next)
-    logProb.pointee = (row[label] - parts.maximum) - parts.logSumShifted
-    // grad[v] = 1[v = y]·g - exp(x_v - m)·(g / Σ): one multiply per element. The
-    // factor g / Σ is formed in Double and rounded once.
-    let scale = Float(Double(upstream) / parts.sumOfExp)
-    let labelTerm = upstream - grad[label] * scale
-    let factor = FloatVector(repeating: -scale)
-    var i = 0
-    while i + FloatVector.scalarCount <= count {
-        storeVector(load(UnsafePointer(grad + i)) * factor, grad + i)
-        i += FloatVector.scalarCount
+    let sums = onlineRowPass(row, count, divisor: nil, entropy: false, expInto: exps, blockShifts: shifts)
+    var maximum = sums.maximum, sumOfExp = sums.sumOfExp
+    var logSumShifted = Float.log(Float(sumOfExp))
+    var hasNaN = false
+    if !sums.probe.isFinite {
+        // NaN, ±inf or a huge sum. A finite max without NaN means -inf entries (a
+        // masked vocabulary, exp gives 0) or an overflowing probe: the pass above
+        // is right for both. Anything else goes by the plain, scalar definition.
+        if !maximum.isFinite || UnsafeBufferPointer(start: row, count: count).contains(where: \.isNaN) {
+            let plain = rowLogSumExpPartsPlain(row, count, expInto: exps)
+            (maximum, logSumShifted, sumOfExp, hasNaN) = (plain.maximum, plain.logSumShifted, plain.sumOfExp, plain.hasNaN)
+            for block in 0..<onlineBlockCount(count) { shifts[block] = maximum }
+        }
     }
-    while i < count {
-        grad[i] = grad[i] * -scale
-        i += 1
+    logProb.pointee = (row[label] - maximum) - logSumShifted
+    // grad[v] = 1[v = y]·g - e^(x_v - M_b)·(e^(M_b - m)·g / S). The factor is formed
+    // in Double and rounded once per block; it is -g / S itself where M_b = m.
+    let scale = Double(upstream) / sumOfExp
+    var labelTerm: Float = 0
+    var start = 0, block = 0
+    while start < count {
+        let end = min(start + onlineBlockLength, count)
+        let shift = shifts[block]
+        let factor = Float(shift == maximum ? -scale : -scale * Double.exp(Double(shift) - Double(maximum)))
+        let factorLanes = FloatVector(repeating: factor)
+        var i = start
+        while i + FloatVector.scalarCount <= end {
+            storeVector(load(UnsafePointer(exps + i)) * factorLanes, grad + i)
+            i &+= FloatVector.scalarCount
+        }
+        while i < end {
+            grad[i] = exps[i] * factor
+            i &+= 1
+        }
+        if label >= start && label < end { labelTerm = upstream + exps[label] * factor }
+        start = end
+        block &+= 1
     }
     grad[label] = labelTerm
-    return parts.hasNaN
+    return hasNaN
+}
+
+/// Asks the kernel to back `buffer` with 2 MB pages where it can (Linux, a
+/// transparent-hugepage setting of `madvise` or `always`). A fresh [B, T, V]
+/// result is otherwise faulted in 4 KB at a time on first write: at 4x512x50272
+/// that is 100,000 page faults, which cost more than computing the gradient.
+/// Only advice: where it is refused, nothing changes but the speed.
+func adviseHugePages(_ buffer: UnsafeMutableBufferPointer<Float>) {
+#if os(Linux)
+    guard let base = buffer.baseAddress else { return }
+    let hugePage = 2 << 20
+    let start = (UInt(bitPattern: base) + UInt(hugePage - 1)) & ~UInt(hugePage - 1)
+    let end = (UInt(bitPattern: base + buffer.count)) & ~UInt(hugePage - 1)
+    guard end > start, let pointer = UnsafeMutableRawPointer(bitPattern: start) else { return }
+    _ = madvise(pointer, Int(end - start), MADV_HUGEPAGE)
+#endif
 }
 
 @inline(__always)
-private func load(_ pointer: UnsafePointer<Float>) -> FloatVector {
+func load(_ pointer: UnsafePointer<Float>) -> FloatVector {
     UnsafeRawPointer(pointer).loadUnaligned(as: FloatVector.self)
 }
 
 @inline(__always)
-private func storeVector(_ vector: FloatVector, _ pointer: UnsafeMutablePointer<Float>) {
+func storeVector(_ vector: FloatVector, _ pointer: UnsafeMutablePointer<Float>) {
     UnsafeMutableRawPointer(pointer).storeBytes(of: vector, as: FloatVector.self)
 }
 
 // MARK: - Threads
 
 /// A pointer handed to the worker threads; each thread touches only its own rows.
-private struct UnsafeShared<Pointee>: @unchecked Sendable {
+struct UnsafeShared<Pointee>: @unchecked Sendable {
     let pointer: UnsafeMutablePointer<Pointee>?
 
     init(_ pointer: UnsafeMutablePointer<Pointee>?) { self.pointer = pointer }
@@ -362,7 +409,7 @@ func fusedRowChunkCount(rows: Int, vocabularySize: Int) -> Int {
 
 /// Runs `body` on consecutive chunks of `0..<rows`, the chunks spread over the
 /// cores; returns whether any chunk returned true.
-private func forEachRowChunk(rows: Int, vocabularySize: Int, _ body: (Range<Int>) -> Bool) -> Bool {
+func forEachRowChunk(rows: Int, vocabularySize: Int, _ body: (Range<Int>) -> Bool) -> Bool {
     let chunks = fusedRowChunkCount(rows: rows, vocabularySize: vocabularySize)
     if chunks == 1 {
         return body(0..<rows)
@@ -382,7 +429,7 @@ private func forEachRowChunk(rows: Int, vocabularySize: Int, _ body: (Range<Int>
 }
 
 /// The per-chunk work, handed to the threads: it writes disjoint rows only.
-private struct UnsafeSendableClosure: @unchecked Sendable {
+struct UnsafeSendableClosure: @unchecked Sendable {
     let body: (Range<Int>) -> Bool
     init(_ body: @escaping (Range<Int>) -> Bool) { self.body = body }
 }
