@@ -26,6 +26,8 @@ import CriticLoss
 import ComputeRewards
 import PPOStep
 import FusedKernels
+import TinyLM
+import EndToEnd
 
 // MARK: - Measuring
 
@@ -77,6 +79,7 @@ struct Measurement {
     var inputBytes: Int
     /// User + system CPU time of the whole process per run (all threads).
     var cpuSeconds: Double
+    var dtype = "float32"
 }
 
 var measurements: [Measurement] = []
@@ -87,10 +90,11 @@ let onlyStages = CommandLine.arguments.dropFirst().filter { !$0.hasPrefix("-") }
 ///
 /// `elements` is what elements/s counts, `bytes` the data the kernel must read
 /// and write at least once (for GB/s), `inputBytes` the size peak memory is
-/// compared with.
+/// compared with. A run that does `per` steps (a training loop) is reported per
+/// step.
 @MainActor
 func bench(_ stage: String, _ shape: [Int], elements: Int, bytes: Int, inputBytes: Int, runs: Int = 5,
-           setup: () throws -> () throws -> Void) throws {
+           per: Int = 1, dtype: String = "float32", setup: () throws -> () throws -> Void) throws {
     guard onlyStages.isEmpty || onlyStages.contains(stage) else { return }
     let rssBefore = procStatusBytes("VmRSS")
     let kernel = try setup()
@@ -107,7 +111,8 @@ func bench(_ stage: String, _ shape: [Int], elements: Int, bytes: Int, inputByte
         try kernel()
         times.append(now() - start)
     }
-    let cpu = (cpuSeconds() - cpuStart) / Double(runs)
+    let cpu = (cpuSeconds() - cpuStart) / Double(runs * per)
+    times = times.map { $0 / Double(per) }
     times.sort()
     var peak: Int?
     if peakTracked, let before = rssBefore, let high = procStatusBytes("VmHWM") {
@@ -115,7 +120,7 @@ func bench(_ stage: String, _ shape: [Int], elements: Int, bytes: Int, inputByte
     }
     let m = Measurement(stage: stage, shape: shape.map(String.init).joined(separator: "x"),
                         medianSeconds: times[times.count / 2], elements: elements, bytes: bytes,
-                        peakBytes: peak, inputBytes: inputBytes, cpuSeconds: cpu)
+                        peakBytes: peak, inputBytes: inputBytes, cpuSeconds: cpu, dtype: dtype)
     measurements.append(m)
     printDetail(m)
     fflush(nil)  // a line at a time through `tee`
@@ -338,8 +343,50 @@ for (b, l) in [(16, 1024), (64, 2048)] {
     }
 }
 
+// Chapter 10's toy pipeline (Sources/EndToEnd on the TinyLM, float64, one thread):
+// milliseconds per training step of SFT, the reward model and PPO, at the
+// chapter's default sizes; Benchmarks/toy_pipeline.py is the same in PyTorch.
+do {
+    let settings = PipelineSettings()
+    let data = ToyData(seed: settings.dataSeed)
+    let L = ToyLanguage.sequenceLength
+    let steps = 10
+    try bench("toy_sft_step", [settings.sftBatchSize, L], elements: settings.sftBatchSize * L, bytes: 0, inputBytes: 0,
+              per: steps, dtype: "float64") {
+        var rng = SplitMix64(seed: 1)
+        var model = try TinyLM(config: settings.model, rng: &rng)
+        return {
+            sink += Float(try supervisedFineTuning(model: &model, demonstrations: data.demonstrations, steps: steps,
+                                                   batchSize: settings.sftBatchSize,
+                                                   learningRate: settings.sftLearningRate, rng: &rng).last!)
+        }
+    }
+    try bench("toy_reward_step", [2 * settings.rewardBatchSize, L], elements: 2 * settings.rewardBatchSize * L, bytes: 0,
+              inputBytes: 0, per: steps, dtype: "float64") {
+        var rng = SplitMix64(seed: 2)
+        var model = try TinyLM(config: settings.model, rng: &rng)
+        return {
+            sink += Float(try trainRewardModel(model: &model, pairs: data.trainingPairs, steps: steps,
+                                               batchSize: settings.rewardBatchSize,
+                                               learningRate: settings.rewardLearningRate, rng: &rng).last!)
+        }
+    }
+    var ppoSettings = settings.ppo
+    ppoSettings.steps = 2
+    try bench("toy_ppo_step", [ppoSettings.batchSize, L], elements: ppoSettings.batchSize * L, bytes: 0, inputBytes: 0,
+              per: ppoSettings.steps, dtype: "float64") {
+        var rng = SplitMix64(seed: 3)
+        let sft = try TinyLM(config: settings.model, rng: &rng)
+        let rewardModel = try TinyLM(config: settings.model, rng: &rng)
+        var models = PPOModels(actor: sft, reference: sft, rewardModel: rewardModel, critic: rewardModel)
+        return {
+            sink += Float(try proximalPolicyOptimization(models: &models, settings: ppoSettings, rng: &rng).last!.actorLoss)
+        }
+    }
+}
+
 print()
 for m in measurements {
-    print("ROW \(m.stage) \(m.shape) float32 \(fixed(m.medianSeconds * 1e3, 2))")
+    print("ROW \(m.stage) \(m.shape) \(m.dtype) \(fixed(m.medianSeconds * 1e3, 2))")
 }
 if sink.isNaN { print("(sink \(sink))") }
