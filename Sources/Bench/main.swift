@@ -148,7 +148,7 @@ func printDetail(_ m: Measurement) {
     // Against the inputs only where they are large: small cases reuse freed heap
     // pages, so their RSS barely moves.
     let ratio = m.inputBytes < 64_000_000 ? "" : m.peakBytes.map { fixed(Double($0) / Double(m.inputBytes), 2) + "x inputs" } ?? ""
-    print(padded(m.stage, 26) + padded(m.shape, 16) + padded(fixed(milliseconds, 2) + " ms", 13)
+    print(padded(m.stage, 28) + padded(m.shape, 16) + padded(fixed(milliseconds, 2) + " ms", 13)
           + padded(fixed(Double(m.elements) / m.medianSeconds / 1e9, 2) + " G elem/s", 17)
           + padded(fixed(Double(m.bytes) / m.medianSeconds / 1e9, 1) + " GB/s", 12)
           + padded("cpu " + fixed(m.cpuSeconds * 1e3, 1) + " ms", 16)
@@ -212,6 +212,31 @@ func sumAll(_ x: [Float]) -> Float {
     return partial.reduce(0, +)
 }
 
+/// A fresh array of `count` copies of `value`, written with SIMD over all cores,
+/// its pages backed by 2 MB pages where the kernel allows (as the fused backward
+/// does for its result).
+func fillFresh(count: Int, with value: Float) -> [Float] {
+    [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+        let base = buffer.baseAddress!
+        let hugePage = 2 << 20
+        let start = (UInt(bitPattern: base) + UInt(hugePage - 1)) & ~UInt(hugePage - 1)
+        let end = UInt(bitPattern: base + count) & ~UInt(hugePage - 1)
+        if end > start { _ = madvise(UnsafeMutableRawPointer(bitPattern: start), Int(end - start), MADV_HUGEPAGE) }
+        nonisolated(unsafe) let output = base
+        let chunks = 8 * max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+            var i = count * chunk / chunks / 16 * 16
+            let end = chunk == chunks - 1 ? count : count * (chunk + 1) / chunks / 16 * 16
+            while i + 16 <= end {
+                UnsafeMutableRawPointer(output + i).storeBytes(of: SIMD16<Float>(repeating: value), as: SIMD16<Float>.self)
+                i += 16
+            }
+            while i < end { output[i] = value; i += 1 }
+        }
+        initialized = count
+    }
+}
+
 // MARK: - Cases
 
 let threads = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
@@ -229,6 +254,11 @@ for (b, t, v) in [(4, 512, 50272), (8, 256, 32000), (1, 2048, 151936)] {
         let (logits, _) = randomLogits(b, t, v)
         return { sink += sumAll(logits.scalars) }
     }
+    // The floor for a kernel that returns a fresh [B, T, V] result: allocating it
+    // and writing every element once (2 MB pages, as the backward asks for).
+    try bench("write_logits", [b, t, v], elements: elements, bytes: logitsBytes, inputBytes: logitsBytes) {
+        return { sink += fillFresh(count: elements, with: 0.5)[elements - 1] }
+    }
     try bench("gather_log_probs", [b, t, v], elements: elements, bytes: logitsBytes, inputBytes: logitsBytes) {
         let (logits, labels) = randomLogits(b, t, v)
         return { sink += try gatherLogProbsFused(logits: logits, labels: labels).scalars[0] }
@@ -237,6 +267,18 @@ for (b, t, v) in [(4, 512, 50272), (8, 256, 32000), (1, 2048, 151936)] {
         let (logits, labels) = randomLogits(b, t, v)
         let upstream = Tensor.make([b, t], generator.floats(b * t, -1, 1))
         return { sink += try gatherLogProbsFusedGradLogits(logits: logits, labels: labels, gradOutput: upstream).scalars[0] }
+    }
+    // The same backward into the previous call's result, as a training loop can
+    // keep its gradient buffer: no fresh pages for the kernel to clear.
+    try bench("gather_log_probs_grad_into", [b, t, v], elements: elements, bytes: 2 * logitsBytes,
+              inputBytes: logitsBytes) {
+        let (logits, labels) = randomLogits(b, t, v)
+        let upstream = Tensor.make([b, t], generator.floats(b * t, -1, 1))
+        var result = Tensor<Float>(shape: [0], repeating: 0)
+        return {
+            try gatherLogProbsFusedGradLogits(logits: logits, labels: labels, gradOutput: upstream, into: &result)
+            sink += result.scalars[0]
+        }
     }
     // TRL's PPO step: the new log-probs and the entropy of logits / (0.7 + 1e-7).
     try bench("log_probs_with_entropy", [b, t, v], elements: elements, bytes: logitsBytes, inputBytes: logitsBytes) {

@@ -37,6 +37,10 @@ import Darwin
 /// memory beyond the [B, T] result is a few bytes per chunk of rows. A row with a
 /// NaN, a +inf or nothing but -inf is computed by the plain, scalar formula.
 ///
+/// What limits it: the exp of every logit, about twenty vector operations per 16
+/// floats, against one load per 16 floats for a plain read (`read_logits`); the
+/// memory reads overlap that arithmetic.
+///
 /// - Throws: the same ``StageError``s as `gatherLogProbs`, in the same order:
 ///   shapes that do not agree, a label outside `[0, V)`, NaN in `logits` (found
 ///   during the max pass, then located by the plain check), or a row whose
@@ -95,13 +99,20 @@ public func gatherLogProbsFused(logits: Tensor<Float>, labels: Tensor<Int64>) th
 /// float32 round-off, and through it PyTorch autograd through DeepSpeed-Chat's
 /// `gather_log_probs`. A `-inf` logit still gets exactly zero gradient.
 ///
-/// Per row: one pass for the max (run inside the previous row's exp pass), one
-/// that writes exp(x - m) straight into the output row while summing it, one that
-/// turns the row in place into
-/// `1[v = y]·g - exp(x - m)·(g / Σ)` (the row stays in cache between them). The
+/// Per row, each logit is read from memory once and each gradient written once:
+/// one streaming pass (``onlineRowPass(_:_:divisor:entropy:expInto:blockShifts:)``)
+/// finds the max m and Σ = Σ exp(x - m) with the running-max rescaling trick and
+/// keeps exp(x - M_b) of each block in a per-thread row buffer (it stays in L2),
+/// then one pass writes `1[v = y]·g - exp(x - M_b)·e^(M_b - m)·(g / Σ)`. The
 /// softmax is thus exp(x - m) / Σ rather than the plain exp(log_softmax): the
 /// same number to a few ulp. The only [B, T, V] allocation is the result itself,
-/// written once (never zero-filled first). Rows are spread over all cores.
+/// never zero-filled first and backed by 2 MB pages where the kernel allows
+/// (``adviseHugePages(_:)``): 4 KB pages would cost a page fault every 1,024
+/// floats written. Rows are spread over all cores.
+///
+/// What limits it: the exp of every logit (as the forward) plus writing a fresh
+/// [B, T, V] result, which the kernel must also clear on first touch: reading once
+/// and writing once is about 2x `read_logits`.
 ///
 /// - Throws: the same ``StageError``s as `gatherLogProbsGradLogits`, in the same
 ///   order: every `gatherLogProbsFused` error first, then a `gradOutput` whose
@@ -110,52 +121,113 @@ public func gatherLogProbsFused(logits: Tensor<Float>, labels: Tensor<Int64>) th
 public func gatherLogProbsFusedGradLogits(
     logits: Tensor<Float>, labels: Tensor<Int64>, gradOutput: Tensor<Float>
 ) throws(StageError) -> Tensor<Float> {
+    try checkFusedGradInputs(logits: logits, labels: labels, gradOutput: gradOutput)
+    var gradLogits: [Float] = []
+    var failure: StageError?
+    gradLogits = [Float](unsafeUninitializedCapacity: logits.count) { gradBuffer, initialized in
+        adviseHugePages(gradBuffer)
+        do throws(StageError) {
+            try writeGradient(logits: logits, labels: labels, gradOutput: gradOutput, into: gradBuffer)
+        } catch {
+            failure = error
+        }
+        initialized = logits.count  // every element is written, error or not
+    }
+    if let failure { throw failure }
+    return Tensor.make(logits.shape, gradLogits)
+}
+
+/// `gatherLogProbsFusedGradLogits` written into `result`, reusing its storage.
+///
+/// The same numbers and errors; `result` becomes a tensor of the logits' shape.
+/// Where it already holds `logits.count` floats (the previous step's gradient, in
+/// a training loop) and is not shared, its memory is overwritten in place: no
+/// fresh [B, T, V] allocation, whose pages the kernel would clear on first touch
+/// (at 4x512x50272 that costs about twice writing them). After a throw, `result`
+/// holds no meaningful numbers.
+///
+/// - Throws: as ``gatherLogProbsFusedGradLogits(logits:labels:gradOutput:)``.
+public func gatherLogProbsFusedGradLogits(
+    logits: Tensor<Float>, labels: Tensor<Int64>, gradOutput: Tensor<Float>, into result: inout Tensor<Float>
+) throws(StageError) {
+    try checkFusedGradInputs(logits: logits, labels: labels, gradOutput: gradOutput)
+    if result.shape != logits.shape {
+        var storage = result.scalars
+        result = Tensor.make([], [0])  // drop the reference, so `storage` is not shared
+        if storage.count != logits.count {
+            storage = [Float](unsafeUninitializedCapacity: logits.count) { buffer, initialized in
+                adviseHugePages(buffer)
+                for i in buffer.indices { buffer[i] = 0 }
+                initialized = logits.count
+            }
+        }
+        result = Tensor.make(logits.shape, storage)
+    }
+    var failure: StageError?
+    result.scalars.withUnsafeMutableBufferPointer { gradBuffer in
+        do throws(StageError) {
+            try writeGradient(logits: logits, labels: labels, gradOutput: gradOutput, into: gradBuffer)
+        } catch {
+            failure = error
+        }
+    }
+    if let failure { throw failure }
+}
+
+/// The backward's O(B·T) checks, in the plain version's order.
+private func checkFusedGradInputs(
+    logits: Tensor<Float>, labels: Tensor<Int64>, gradOutput: Tensor<Float>
+) throws(StageError) {
     let check = InputCheck(stage: "gather_log_probs")
-    // The O(B·T) checks here; NaN in the logits (O(B·T·V)) is found in the max pass.
+    // The O(B·T) checks here; NaN in the logits (O(B·T·V)) is found in the row pass.
     try checkGatherLogProbsInputs(logits: logits, labels: labels, check)
-    let rows = logits.shape[0] * logits.shape[1]
     if gradOutput.shape != labels.shape || gradOutput.scalars.contains(where: \.isNaN) {
         // The plain version checks the logits (NaN, NaN results) before grad_output.
         _ = try gatherLogProbsFused(logits: logits, labels: labels)
         try check.shape(gradOutput, "grad_output", equals: labels.shape, sameAs: "[B, T] from logits \(describe(shape: logits.shape))")
         try check.noNaN(gradOutput, "grad_output")
     }
-    let vocabularySize = logits.shape[2]
+}
 
+/// Writes every element of `grad_logits` into `gradBuffer` (logits.count floats),
+/// then throws what the plain version throws for these (checked) inputs.
+private func writeGradient(
+    logits: Tensor<Float>, labels: Tensor<Int64>, gradOutput: Tensor<Float>,
+    into gradBuffer: UnsafeMutableBufferPointer<Float>
+) throws(StageError) {
+    let check = InputCheck(stage: "gather_log_probs")
+    let rows = logits.shape[0] * logits.shape[1]
+    let vocabularySize = logits.shape[2]
     var logProbs = [Float](repeating: 0, count: rows)  // only to raise the plain version's NaN-result error
     var sawNaN = false
-    let gradLogits = [Float](unsafeUninitializedCapacity: logits.count) { gradBuffer, initialized in
-        adviseHugePages(gradBuffer)
-        logits.scalars.withUnsafeBufferPointer { logitsBuffer in
-            labels.scalars.withUnsafeBufferPointer { labelsBuffer in
-                gradOutput.scalars.withUnsafeBufferPointer { upstreamBuffer in
-                    logProbs.withUnsafeMutableBufferPointer { logProbsBuffer in
-                        let input = UnsafeShared(logitsBuffer.baseAddress), grad = UnsafeShared(gradBuffer.baseAddress)
-                        let labelsBase = UnsafeShared(labelsBuffer.baseAddress)
-                        let upstreamBase = UnsafeShared(upstreamBuffer.baseAddress)
-                        let logProbsBase = UnsafeShared(logProbsBuffer.baseAddress)
-                        sawNaN = forEachRowChunk(rows: rows, vocabularySize: vocabularySize) { rowRange in
-                            // Per chunk (one thread): a row of exp(z - M_b) and each block's M_b,
-                            // reused row after row, so they stay in L2.
-                            let exps = UnsafeMutablePointer<Float>.allocate(capacity: vocabularySize)
-                            let shifts = UnsafeMutablePointer<Float>.allocate(capacity: onlineBlockCount(vocabularySize))
-                            defer { exps.deallocate(); shifts.deallocate() }
-                            var chunkSawNaN = false
-                            for position in rowRange {
-                                let offset = position * vocabularySize
-                                let rowHasNaN = writeRowGradient(
-                                    logits: input.pointer! + offset, vocabularySize, exps: exps, shifts: shifts,
-                                    label: Int(labelsBase.pointer![position]), upstream: upstreamBase.pointer![position],
-                                    into: grad.pointer! + offset, logProb: logProbsBase.pointer! + position)
-                                chunkSawNaN = chunkSawNaN || rowHasNaN
-                            }
-                            return chunkSawNaN
+    logits.scalars.withUnsafeBufferPointer { logitsBuffer in
+        labels.scalars.withUnsafeBufferPointer { labelsBuffer in
+            gradOutput.scalars.withUnsafeBufferPointer { upstreamBuffer in
+                logProbs.withUnsafeMutableBufferPointer { logProbsBuffer in
+                    let input = UnsafeShared(logitsBuffer.baseAddress), grad = UnsafeShared(gradBuffer.baseAddress)
+                    let labelsBase = UnsafeShared(labelsBuffer.baseAddress)
+                    let upstreamBase = UnsafeShared(upstreamBuffer.baseAddress)
+                    let logProbsBase = UnsafeShared(logProbsBuffer.baseAddress)
+                    sawNaN = forEachRowChunk(rows: rows, vocabularySize: vocabularySize) { rowRange in
+                        // Per chunk (one thread): a row of exp(z - M_b) and each block's M_b,
+                        // reused row after row, so they stay in L2.
+                        let exps = UnsafeMutablePointer<Float>.allocate(capacity: vocabularySize)
+                        let shifts = UnsafeMutablePointer<Float>.allocate(capacity: onlineBlockCount(vocabularySize))
+                        defer { exps.deallocate(); shifts.deallocate() }
+                        var chunkSawNaN = false
+                        for position in rowRange {
+                            let offset = position * vocabularySize
+                            let rowHasNaN = writeRowGradient(
+                                logits: input.pointer! + offset, vocabularySize, exps: exps, shifts: shifts,
+                                label: Int(labelsBase.pointer![position]), upstream: upstreamBase.pointer![position],
+                                into: grad.pointer! + offset, logProb: logProbsBase.pointer! + position)
+                            chunkSawNaN = chunkSawNaN || rowHasNaN
                         }
+                        return chunkSawNaN
                     }
                 }
             }
         }
-        initialized = logits.count
     }
     if sawNaN {
         try check.noNaN(logits, "logits")
@@ -165,7 +237,6 @@ public func gatherLogProbsFusedGradLogits(
     // Once the rows' log-softmax is NaN-free this is the only NaN the gradient can
     // hold, so the [B, T, V] result needs no scan of its own.
     try checkGatherGradOutputIsFinite(labels: labels, gradOutput: gradOutput, check)
-    return Tensor.make(logits.shape, gradLogits)
 }
 
 // MARK: - One row

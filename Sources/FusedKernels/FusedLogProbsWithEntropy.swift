@@ -36,6 +36,10 @@ import GatherLogProbs
 /// division as the plain `temperedLogits` does it, so z is the plain z bit for
 /// bit. Memory beyond the two [B, T] results: a few bytes per chunk of rows.
 ///
+/// What limits it: the exp of every logit, as `gatherLogProbsFused`, plus a
+/// division (x / d) and a multiply-add (W) per logit. PyTorch's unfused form
+/// writes and reads three [B, T, V] tensors (log_softmax, softmax, their product).
+///
 /// A row with a NaN or an infinite logit makes TRL's entropy NaN (softmax 0
 /// times z = -inf; inf - inf): the whole call then goes to the plain stage,
 /// which throws what it throws (the logits' NaN, or the NaN result).
@@ -87,3 +91,4 @@ public func logProbsWithEntropyFused(
     }
     return LogProbsAndEntropy(logProbs: Tensor.make(labels.shape, logProbs), entropy: Tensor.make(labels.shape, entropy))
 }
+

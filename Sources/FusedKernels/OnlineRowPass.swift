@@ -3,9 +3,11 @@
 // each logit is read from memory once. Shared by the fused backward and the
 // fused log-probs with entropy.
 
-/// Floats per block of the online pass: sixteen vectors, 1 KB, so a block read
-/// from memory for its max is still in L1 when it is exponentiated.
-let onlineBlockLength = 16 * FloatVector.scalarCount
+/// Floats per block of the online pass: 64 vectors, 4 KB, so a block read from
+/// memory for its max is still in L1 when it is exponentiated (a block's fixed
+/// costs, its horizontal max and the Double adds, were a tenth of the work with
+/// blocks of 1 KB).
+let onlineBlockLength = 64 * FloatVector.scalarCount
 
 /// A row's max and sums from ``onlineRowPass(_:_:divisor:entropy:expInto:blockShifts:)``.
 struct OnlineRowSums {
@@ -30,7 +32,7 @@ func onlineBlockCount(_ count: Int) -> Int {
 /// its max m, S = Σ exp(z - m) and, with `entropy`, W = Σ exp(z - m)·(z - m).
 ///
 /// ```
-/// per block of 256 floats (read from memory once, then from L1):
+/// per block of 1,024 floats (read from memory once, then from L1):
 ///   M' = max(M, max of the block)
 ///   S ← S·e^(M - M'),   W ← e^(M - M')·(W - (M' - M)·S)     (earlier terms rescaled)
 ///   S += Σ_block e^(z - M'),   W += Σ_block e^(z - M')·(z - M')
@@ -116,8 +118,9 @@ private func scanBlock(_ row: UnsafePointer<Float>, _ start: Int, _ end: Int, pr
 }
 
 /// Σ e^(z - shift) and Σ e^(z - shift)·(z - shift) over `row[start..<end]`
-/// (from L1), and the max of the next block, `row[end..<end + 256]` clipped to
-/// `count`, read from memory in the same loop (its elements added to the probe).
+/// (from L1), and the max of the next block, `row[end..<end + 1024]` clipped to
+/// `count`, read from memory in the same loop (its elements added to the probe):
+/// the loads of the next block overlap the arithmetic of this one.
 @inline(__always)
 private func exponentiateBlock(
     _ row: UnsafePointer<Float>, _ start: Int, _ end: Int, _ count: Int, divisor: Float?, shift: Float, entropy: Bool,

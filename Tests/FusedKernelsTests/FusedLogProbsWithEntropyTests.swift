@@ -20,7 +20,8 @@ private func entropyTolerance(_ z: Tensor<Float>) -> Double {
 struct FusedLogProbsWithEntropyTests {
     @Test("fused = plain on random inputs of awkward sizes and temperatures", arguments: [
         (1, 1, 1, 1.0), (1, 1, 7, 0.7), (2, 3, 17, 1.0), (1, 5, 33, 2.0), (2, 2, 32, 0.7), (3, 2, 100, 1.0),
-        (1, 1, 255, 0.5), (1, 2, 257, 0.7), (1, 1, 1_001, 1.0), (2, 4, 4_099, 0.7),
+        (1, 1, 255, 0.5), (1, 2, 257, 0.7), (1, 1, 1_001, 1.0), (1, 2, 1_024, 1.0), (1, 1, 1_025, 2.0),
+        (2, 4, 4_099, 0.7),
     ])
     func matchesPlain(shape: (Int, Int, Int, Double)) throws {
         try expectFusedEntropyMatchesPlain(shape.0, shape.1, shape.2, temperature: shape.3, seed: UInt64(shape.2))
@@ -28,8 +29,8 @@ struct FusedLogProbsWithEntropyTests {
 
     @Test("a batch big enough to split across threads gives the plain answer")
     func splitAcrossThreads() throws {
-        #expect(fusedRowChunkCount(rows: 3 * 37, vocabularySize: 257) > 1)
-        try expectFusedEntropyMatchesPlain(3, 37, 257, temperature: 0.7, seed: 99)
+        #expect(fusedRowChunkCount(rows: 3 * 37, vocabularySize: 1_100) > 1)
+        try expectFusedEntropyMatchesPlain(3, 37, 1_100, temperature: 0.7, seed: 99)
     }
 
     @Test("V = 1: log-prob 0 and entropy 0, exactly")
@@ -60,11 +61,11 @@ struct FusedLogProbsWithEntropyTests {
 
     @Test("the max in a late block: the running max rescales the sums")
     func risingMaximum() throws {
-        // V = 1000 rising from -20 to 20 (the max rises in every 256-float block),
-        // and the reverse (the first block holds the max), in one batch.
-        let rising = (0..<1_000).map { Float(-20 + 40 * Double($0) / 999) }
-        let logits = Tensor.make([2, 1, 1_000], rising + rising.reversed())
-        let labels = Tensor.make([2, 1], [999, 3] as [Int64])
+        // V = 3000 rising from -20 to 20 (the max rises in every 1024-float block
+        // of the online pass), and the reverse (the first block holds the max).
+        let rising = (0..<3_000).map { Float(-20 + 40 * Double($0) / 2_999) }
+        let logits = Tensor.make([2, 1, 3_000], rising + rising.reversed())
+        let labels = Tensor.make([2, 1], [2_999, 3] as [Int64])
         let fused = try logProbsWithEntropyFused(logits: logits, labels: labels, temperature: 1)
         let plain = try logProbsWithEntropy(logits: logits, labels: labels, temperature: 1)
         expectClose(fused.logProbs, plain.logProbs.scalars.map(Double.init), abs: logProbTolerance.abs,
@@ -173,22 +174,46 @@ private func expectFusedEntropyMatchesPlain(_ b: Int, _ t: Int, _ v: Int, temper
 struct FusedGradOnePassTests {
     @Test("the max in a late block, and leading blocks of nothing but -inf")
     func risingMaximumAndMaskedBlocks() throws {
-        // Row 0 rises (the max moves in every 256-float block), row 1 falls, row 2
-        // has its first 600 entries at -inf (two whole blocks with no finite term).
-        let v = 1_000
+        // Row 0 rises (the max moves in every 1024-float block of the online pass),
+        // row 1 falls, row 2 has its first 2100 entries at -inf (two whole blocks
+        // with no finite term).
+        let v = 3_001
         let rising = (0..<v).map { Float(-20 + 40 * Double($0) / Double(v - 1)) }
-        let masked = (0..<v).map { $0 < 600 ? -Float.infinity : Float($0 % 13) * 0.5 }
+        let masked = (0..<v).map { $0 < 2_100 ? -Float.infinity : Float($0 % 13) * 0.5 }
         let logits = Tensor.make([3, 1, v], rising + rising.reversed() + masked)
-        let labels = Tensor.make([3, 1], [999, 3, 640] as [Int64])
+        let labels = Tensor.make([3, 1], [3_000, 3, 2_640] as [Int64])
         let upstream = Tensor.make([3, 1], [1, -0.5, 2] as [Float])
         let fused = try gatherLogProbsFusedGradLogits(logits: logits, labels: labels, gradOutput: upstream)
         let plain = try gatherLogProbsGradLogits(logits: logits, labels: labels, gradOutput: upstream)
         expectClose(fused, plain.scalars.map(Double.init), abs: 1e-6, rel: 1e-6, "grad_logits")
-        #expect(fused.scalars[(2 * v)..<(2 * v + 600)].allSatisfy { $0 == 0 }, "-inf logits get exactly zero gradient")
+        #expect(fused.scalars[(2 * v)..<(2 * v + 2_100)].allSatisfy { $0 == 0 }, "-inf logits get exactly zero gradient")
         // Each row sums to 0 up to rounding (the softmax sums to 1, the one-hot to g).
         for row in 0..<3 {
             let sum = fused.scalars[(row * v)..<((row + 1) * v)].reduce(0.0) { $0 + Double($1) }
             #expect(Swift.abs(sum) < 1e-5, "row \(row) sums to \(sum)")
+        }
+    }
+
+    @Test("into: the same gradient written into a reused buffer, a fresh one, or one of another shape")
+    func intoReusedBuffer() throws {
+        var rng = SplitMix64(seed: 21)
+        let logits = Tensor.make([2, 3, 1_300], rng.uniform(count: 7_800, -5, 5).map(Float.init))
+        let labels = Tensor.make([2, 3], [0, 1_299, 7, 150, 1_024, 3] as [Int64])
+        let upstream = Tensor.make([2, 3], [1, -2, 0.5, 0, 3, -1] as [Float])
+        let fresh = try gatherLogProbsFusedGradLogits(logits: logits, labels: labels, gradOutput: upstream)
+        var result = Tensor<Float>(shape: [7], repeating: .nan)  // another shape: replaced
+        try gatherLogProbsFusedGradLogits(logits: logits, labels: labels, gradOutput: upstream, into: &result)
+        #expect(result.shape == [2, 3, 1_300])
+        #expect(result.scalars == fresh.scalars)
+        // Reused: every element is overwritten, none left from the call before.
+        let other = Tensor.make([2, 3], [-1, 1, 1, 1, 1, 1] as [Float])
+        try gatherLogProbsFusedGradLogits(logits: logits, labels: labels, gradOutput: other, into: &result)
+        #expect(result.scalars == (try gatherLogProbsFusedGradLogits(logits: logits, labels: labels, gradOutput: other).scalars))
+        // The same errors.
+        var withNaN = logits
+        withNaN[1, 2, 5] = .nan
+        expectStageError(.notANumber, argument: "logits") {
+            try gatherLogProbsFusedGradLogits(logits: withNaN, labels: labels, gradOutput: upstream, into: &result)
         }
     }
 }
