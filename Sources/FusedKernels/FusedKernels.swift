@@ -15,9 +15,9 @@
 // |                                   |                                      | block, leading all -inf blocks) within abs  |
 // |                                   |                                      | 1e-6 + rel 1e-6, the same errors, and every |
 // |                                   |                                      | float32 golden fixture                      |
-// | `logProbsWithEntropyFused`        | `logProbsWithEntropy` (GatherLogProbs: | the same sizes and temperatures 0.5 to 2,  |
-// |                                   | TRL's PPO step's new log-probs and   | V = 1, a known answer, logits of ±1e4, the |
-// |                                   | per-token entropy)                   | plain stage's errors for -inf, +inf, NaN    |
+// | `logProbsWithEntropyFused`        | `logProbsWithEntropy`                | the same sizes, temperatures 0.5 to 2,      |
+// |                                   | (GatherLogProbs: TRL's PPO step's    | V = 1, a known answer, logits of ±1e4, the  |
+// |                                   | new log-probs and per-token entropy) | plain stage's errors for -inf, +inf, NaN    |
 // | `exponential(_:)` (internal, SIMD)| libm `expf` on [-87.3, 0], ~1 ulp    | through the kernels above                   |
 //
 // What limits each (the README's "Performance" table has the numbers): the
