@@ -201,7 +201,7 @@ targets.append(
     .executableTarget(
         name: "Bench",
         dependencies: ["TensorCore", "GatherLogProbs", "ComputeRewards", "GAE", "ActorLoss", "CriticLoss", "PPOStep",
-                       "FusedKernels"]
+                       "FusedKernels", "TinyLM", "EndToEnd"]
     )
 )
 let benchmarkProducts: [Product] = [.executable(name: "rlhf-bench", targets: ["Bench"])]

@@ -3,7 +3,10 @@
 
 Each case is what DeepSpeed-Chat runs (dschat/rlhf/ppo_trainer.py): log_softmax
 then gather, autograd through it, the Python loop over time for GAE, the loss
-functions, and train_rlhf's data flow. One warm-up run, then the median of 5
+functions, and train_rlhf's data flow; TRL's PPO step's new log-probs and entropy
+(log_softmax, softmax and their product: three [B, T, V] tensors); and chapter
+10's toy pipeline (Benchmarks/toy_pipeline.py): one SFT, reward-model and PPO
+training step of the TinyLM. One warm-up run, then the median of 5
 (of 51 for a kernel under 10 ms).
 
     python3 Benchmarks/torch_baseline.py [--threads N] [STAGE ...]
@@ -18,6 +21,8 @@ import statistics
 import time
 
 import torch
+
+import toy_pipeline
 
 
 def peak_reset():
@@ -41,7 +46,7 @@ def status_bytes(field):
     return None
 
 
-def bench(rows, only, stage, shape, elements, make, runs=5):
+def bench(rows, only, stage, shape, elements, make, runs=5, dtype="float32"):
     if only and stage not in only:
         return
     rss_before = status_bytes("VmRSS")
@@ -63,7 +68,7 @@ def bench(rows, only, stage, shape, elements, make, runs=5):
     print(f"{stage:<26}{label:<16}{seconds * 1e3:>9.2f} ms  {elements / seconds / 1e9:6.2f} G elem/s  peak {peak}",
           flush=True)
     del kernel
-    rows.append((stage, label, seconds * 1e3))
+    rows.append((stage, label, dtype, seconds * 1e3))
 
 
 # DeepSpeed-Chat's functions, as in dschat/rlhf/ppo_trainer.py.
@@ -71,6 +76,16 @@ def bench(rows, only, stage, shape, elements, make, runs=5):
 def gather_log_probs(logits, labels):
     log_probs = torch.nn.functional.log_softmax(logits, dim=-1)
     return log_probs.gather(dim=-1, index=labels.unsqueeze(-1)).squeeze(-1)
+
+
+def log_probs_with_entropy(logits, labels, temperature):
+    """TRL's PPO step (trl/experimental/ppo/ppo_trainer.py, PPOTrainer.train): the
+    new log-probs and the per-token entropy of the tempered logits."""
+    logits = logits / (temperature + 1e-7)
+    new_logprobs = gather_log_probs(logits, labels)
+    prob_dist = torch.nn.functional.softmax(logits, dim=-1)
+    entropy = torch.logsumexp(logits, dim=-1) - torch.sum(prob_dist * logits, dim=-1)
+    return new_logprobs, entropy
 
 
 def get_advantages_and_returns(values, rewards, start, gamma=1.0, lam=0.95):
@@ -165,6 +180,11 @@ def main():
             return run
         bench(rows, only, "gather_log_probs_grad", (b, t, v), elements, backward)
 
+        def entropy(b=b, t=t, v=v):
+            logits, labels = logits_and_labels(b, t, v)
+            return lambda: log_probs_with_entropy(logits, labels, 0.7)
+        bench(rows, only, "log_probs_with_entropy", (b, t, v), elements, entropy)
+
     def forward_small():
         logits, labels = logits_and_labels(1, 512, 50272)
         return lambda: gather_log_probs(logits, labels)
@@ -209,9 +229,13 @@ def main():
             return lambda: ppo_step(attention_mask, *inputs, reward_score, prompt_length)
         bench(rows, only, "ppo_step", (b, length), b * (length - 1), step)
 
+    # Chapter 10's toy pipeline: one SFT, reward-model and PPO step of the TinyLM.
+    for stage, shape, make in toy_pipeline.cases(ppo_step):
+        bench(rows, only, stage, shape, shape[0] * shape[1], make, dtype="float64")
+
     print()
-    for stage, label, ms in rows:
-        print(f"ROW {stage} {label} float32 {ms:.2f}")
+    for stage, label, dtype, ms in rows:
+        print(f"ROW {stage} {label} {dtype} {ms:.2f}")
 
 
 if __name__ == "__main__":

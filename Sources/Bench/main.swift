@@ -26,6 +26,8 @@ import CriticLoss
 import ComputeRewards
 import PPOStep
 import FusedKernels
+import TinyLM
+import EndToEnd
 
 // MARK: - Measuring
 
@@ -77,6 +79,7 @@ struct Measurement {
     var inputBytes: Int
     /// User + system CPU time of the whole process per run (all threads).
     var cpuSeconds: Double
+    var dtype = "float32"
 }
 
 var measurements: [Measurement] = []
@@ -87,10 +90,11 @@ let onlyStages = CommandLine.arguments.dropFirst().filter { !$0.hasPrefix("-") }
 ///
 /// `elements` is what elements/s counts, `bytes` the data the kernel must read
 /// and write at least once (for GB/s), `inputBytes` the size peak memory is
-/// compared with.
+/// compared with. A run that does `per` steps (a training loop) is reported per
+/// step.
 @MainActor
 func bench(_ stage: String, _ shape: [Int], elements: Int, bytes: Int, inputBytes: Int, runs: Int = 5,
-           setup: () throws -> () throws -> Void) throws {
+           per: Int = 1, dtype: String = "float32", setup: () throws -> () throws -> Void) throws {
     guard onlyStages.isEmpty || onlyStages.contains(stage) else { return }
     let rssBefore = procStatusBytes("VmRSS")
     let kernel = try setup()
@@ -107,7 +111,8 @@ func bench(_ stage: String, _ shape: [Int], elements: Int, bytes: Int, inputByte
         try kernel()
         times.append(now() - start)
     }
-    let cpu = (cpuSeconds() - cpuStart) / Double(runs)
+    let cpu = (cpuSeconds() - cpuStart) / Double(runs * per)
+    times = times.map { $0 / Double(per) }
     times.sort()
     var peak: Int?
     if peakTracked, let before = rssBefore, let high = procStatusBytes("VmHWM") {
@@ -115,7 +120,7 @@ func bench(_ stage: String, _ shape: [Int], elements: Int, bytes: Int, inputByte
     }
     let m = Measurement(stage: stage, shape: shape.map(String.init).joined(separator: "x"),
                         medianSeconds: times[times.count / 2], elements: elements, bytes: bytes,
-                        peakBytes: peak, inputBytes: inputBytes, cpuSeconds: cpu)
+                        peakBytes: peak, inputBytes: inputBytes, cpuSeconds: cpu, dtype: dtype)
     measurements.append(m)
     printDetail(m)
     fflush(nil)  // a line at a time through `tee`
@@ -143,7 +148,7 @@ func printDetail(_ m: Measurement) {
     // Against the inputs only where they are large: small cases reuse freed heap
     // pages, so their RSS barely moves.
     let ratio = m.inputBytes < 64_000_000 ? "" : m.peakBytes.map { fixed(Double($0) / Double(m.inputBytes), 2) + "x inputs" } ?? ""
-    print(padded(m.stage, 26) + padded(m.shape, 16) + padded(fixed(milliseconds, 2) + " ms", 13)
+    print(padded(m.stage, 28) + padded(m.shape, 16) + padded(fixed(milliseconds, 2) + " ms", 13)
           + padded(fixed(Double(m.elements) / m.medianSeconds / 1e9, 2) + " G elem/s", 17)
           + padded(fixed(Double(m.bytes) / m.medianSeconds / 1e9, 1) + " GB/s", 12)
           + padded("cpu " + fixed(m.cpuSeconds * 1e3, 1) + " ms", 16)
@@ -207,6 +212,31 @@ func sumAll(_ x: [Float]) -> Float {
     return partial.reduce(0, +)
 }
 
+/// A fresh array of `count` copies of `value`, written with SIMD over all cores,
+/// its pages backed by 2 MB pages where the kernel allows (as the fused backward
+/// does for its result).
+func fillFresh(count: Int, with value: Float) -> [Float] {
+    [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+        let base = buffer.baseAddress!
+        let hugePage = 2 << 20
+        let start = (UInt(bitPattern: base) + UInt(hugePage - 1)) & ~UInt(hugePage - 1)
+        let end = UInt(bitPattern: base + count) & ~UInt(hugePage - 1)
+        if end > start { _ = madvise(UnsafeMutableRawPointer(bitPattern: start), Int(end - start), MADV_HUGEPAGE) }
+        nonisolated(unsafe) let output = base
+        let chunks = 8 * max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+            var i = count * chunk / chunks / 16 * 16
+            let end = chunk == chunks - 1 ? count : count * (chunk + 1) / chunks / 16 * 16
+            while i + 16 <= end {
+                UnsafeMutableRawPointer(output + i).storeBytes(of: SIMD16<Float>(repeating: value), as: SIMD16<Float>.self)
+                i += 16
+            }
+            while i < end { output[i] = value; i += 1 }
+        }
+        initialized = count
+    }
+}
+
 // MARK: - Cases
 
 let threads = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
@@ -224,6 +254,11 @@ for (b, t, v) in [(4, 512, 50272), (8, 256, 32000), (1, 2048, 151936)] {
         let (logits, _) = randomLogits(b, t, v)
         return { sink += sumAll(logits.scalars) }
     }
+    // The floor for a kernel that returns a fresh [B, T, V] result: allocating it
+    // and writing every element once (2 MB pages, as the backward asks for).
+    try bench("write_logits", [b, t, v], elements: elements, bytes: logitsBytes, inputBytes: logitsBytes) {
+        return { sink += fillFresh(count: elements, with: 0.5)[elements - 1] }
+    }
     try bench("gather_log_probs", [b, t, v], elements: elements, bytes: logitsBytes, inputBytes: logitsBytes) {
         let (logits, labels) = randomLogits(b, t, v)
         return { sink += try gatherLogProbsFused(logits: logits, labels: labels).scalars[0] }
@@ -232,6 +267,23 @@ for (b, t, v) in [(4, 512, 50272), (8, 256, 32000), (1, 2048, 151936)] {
         let (logits, labels) = randomLogits(b, t, v)
         let upstream = Tensor.make([b, t], generator.floats(b * t, -1, 1))
         return { sink += try gatherLogProbsFusedGradLogits(logits: logits, labels: labels, gradOutput: upstream).scalars[0] }
+    }
+    // The same backward into the previous call's result, as a training loop can
+    // keep its gradient buffer: no fresh pages for the kernel to clear.
+    try bench("gather_log_probs_grad_into", [b, t, v], elements: elements, bytes: 2 * logitsBytes,
+              inputBytes: logitsBytes) {
+        let (logits, labels) = randomLogits(b, t, v)
+        let upstream = Tensor.make([b, t], generator.floats(b * t, -1, 1))
+        var result = Tensor<Float>(shape: [0], repeating: 0)
+        return {
+            try gatherLogProbsFusedGradLogits(logits: logits, labels: labels, gradOutput: upstream, into: &result)
+            sink += result.scalars[0]
+        }
+    }
+    // TRL's PPO step: the new log-probs and the entropy of logits / (0.7 + 1e-7).
+    try bench("log_probs_with_entropy", [b, t, v], elements: elements, bytes: logitsBytes, inputBytes: logitsBytes) {
+        let (logits, labels) = randomLogits(b, t, v)
+        return { sink += try logProbsWithEntropyFused(logits: logits, labels: labels, temperature: 0.7).entropy.scalars[0] }
     }
 }
 
@@ -333,8 +385,50 @@ for (b, l) in [(16, 1024), (64, 2048)] {
     }
 }
 
+// Chapter 10's toy pipeline (Sources/EndToEnd on the TinyLM, float64, one thread):
+// milliseconds per training step of SFT, the reward model and PPO, at the
+// chapter's default sizes; Benchmarks/toy_pipeline.py is the same in PyTorch.
+do {
+    let settings = PipelineSettings()
+    let data = ToyData(seed: settings.dataSeed)
+    let L = ToyLanguage.sequenceLength
+    let steps = 10
+    try bench("toy_sft_step", [settings.sftBatchSize, L], elements: settings.sftBatchSize * L, bytes: 0, inputBytes: 0,
+              per: steps, dtype: "float64") {
+        var rng = SplitMix64(seed: 1)
+        var model = try TinyLM(config: settings.model, rng: &rng)
+        return {
+            sink += Float(try supervisedFineTuning(model: &model, demonstrations: data.demonstrations, steps: steps,
+                                                   batchSize: settings.sftBatchSize,
+                                                   learningRate: settings.sftLearningRate, rng: &rng).last!)
+        }
+    }
+    try bench("toy_reward_step", [2 * settings.rewardBatchSize, L], elements: 2 * settings.rewardBatchSize * L, bytes: 0,
+              inputBytes: 0, per: steps, dtype: "float64") {
+        var rng = SplitMix64(seed: 2)
+        var model = try TinyLM(config: settings.model, rng: &rng)
+        return {
+            sink += Float(try trainRewardModel(model: &model, pairs: data.trainingPairs, steps: steps,
+                                               batchSize: settings.rewardBatchSize,
+                                               learningRate: settings.rewardLearningRate, rng: &rng).last!)
+        }
+    }
+    var ppoSettings = settings.ppo
+    ppoSettings.steps = 2
+    try bench("toy_ppo_step", [ppoSettings.batchSize, L], elements: ppoSettings.batchSize * L, bytes: 0, inputBytes: 0,
+              per: ppoSettings.steps, dtype: "float64") {
+        var rng = SplitMix64(seed: 3)
+        let sft = try TinyLM(config: settings.model, rng: &rng)
+        let rewardModel = try TinyLM(config: settings.model, rng: &rng)
+        var models = PPOModels(actor: sft, reference: sft, rewardModel: rewardModel, critic: rewardModel)
+        return {
+            sink += Float(try proximalPolicyOptimization(models: &models, settings: ppoSettings, rng: &rng).last!.actorLoss)
+        }
+    }
+}
+
 print()
 for m in measurements {
-    print("ROW \(m.stage) \(m.shape) float32 \(fixed(m.medianSeconds * 1e3, 2))")
+    print("ROW \(m.stage) \(m.shape) \(m.dtype) \(fixed(m.medianSeconds * 1e3, 2))")
 }
 if sink.isNaN { print("(sink \(sink))") }

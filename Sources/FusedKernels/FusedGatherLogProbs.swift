@@ -37,6 +37,10 @@ import Darwin
 /// memory beyond the [B, T] result is a few bytes per chunk of rows. A row with a
 /// NaN, a +inf or nothing but -inf is computed by the plain, scalar formula.
 ///
+/// What limits it: the exp of every logit, about twenty vector operations per 16
+/// floats, against one load per 16 floats for a plain read (`read_logits`); the
+/// memory reads overlap that arithmetic.
+///
 /// - Throws: the same ``StageError``s as `gatherLogProbs`, in the same order:
 ///   shapes that do not agree, a label outside `[0, V)`, NaN in `logits` (found
 ///   during the max pass, then located by the plain check), or a row whose
@@ -95,13 +99,20 @@ public func gatherLogProbsFused(logits: Tensor<Float>, labels: Tensor<Int64>) th
 /// float32 round-off, and through it PyTorch autograd through DeepSpeed-Chat's
 /// `gather_log_probs`. A `-inf` logit still gets exactly zero gradient.
 ///
-/// Per row: one pass for the max (run inside the previous row's exp pass), one
-/// that writes exp(x - m) straight into the output row while summing it, one that
-/// turns the row in place into
-/// `1[v = y]·g - exp(x - m)·(g / Σ)` (the row stays in cache between them). The
+/// Per row, each logit is read from memory once and each gradient written once:
+/// one streaming pass (``onlineRowPass(_:_:divisor:entropy:expInto:blockShifts:)``)
+/// finds the max m and Σ = Σ exp(x - m) with the running-max rescaling trick and
+/// keeps exp(x - M_b) of each block in a per-thread row buffer (it stays in L2),
+/// then one pass writes `1[v = y]·g - exp(x - M_b)·e^(M_b - m)·(g / Σ)`. The
 /// softmax is thus exp(x - m) / Σ rather than the plain exp(log_softmax): the
 /// same number to a few ulp. The only [B, T, V] allocation is the result itself,
-/// written once (never zero-filled first). Rows are spread over all cores.
+/// never zero-filled first and backed by 2 MB pages where the kernel allows
+/// (``adviseHugePages(_:)``): 4 KB pages would cost a page fault every 1,024
+/// floats written. Rows are spread over all cores.
+///
+/// What limits it: the exp of every logit (as the forward) plus writing a fresh
+/// [B, T, V] result, which the kernel must also clear on first touch: reading once
+/// and writing once is about 2x `read_logits`.
 ///
 /// - Throws: the same ``StageError``s as `gatherLogProbsGradLogits`, in the same
 ///   order: every `gatherLogProbsFused` error first, then a `gradOutput` whose
@@ -110,48 +121,113 @@ public func gatherLogProbsFused(logits: Tensor<Float>, labels: Tensor<Int64>) th
 public func gatherLogProbsFusedGradLogits(
     logits: Tensor<Float>, labels: Tensor<Int64>, gradOutput: Tensor<Float>
 ) throws(StageError) -> Tensor<Float> {
+    try checkFusedGradInputs(logits: logits, labels: labels, gradOutput: gradOutput)
+    var gradLogits: [Float] = []
+    var failure: StageError?
+    gradLogits = [Float](unsafeUninitializedCapacity: logits.count) { gradBuffer, initialized in
+        adviseHugePages(gradBuffer)
+        do throws(StageError) {
+            try writeGradient(logits: logits, labels: labels, gradOutput: gradOutput, into: gradBuffer)
+        } catch {
+            failure = error
+        }
+        initialized = logits.count  // every element is written, error or not
+    }
+    if let failure { throw failure }
+    return Tensor.make(logits.shape, gradLogits)
+}
+
+/// `gatherLogProbsFusedGradLogits` written into `result`, reusing its storage.
+///
+/// The same numbers and errors; `result` becomes a tensor of the logits' shape.
+/// Where it already holds `logits.count` floats (the previous step's gradient, in
+/// a training loop) and is not shared, its memory is overwritten in place: no
+/// fresh [B, T, V] allocation, whose pages the kernel would clear on first touch
+/// (at 4x512x50272 that costs about twice writing them). After a throw, `result`
+/// holds no meaningful numbers.
+///
+/// - Throws: as ``gatherLogProbsFusedGradLogits(logits:labels:gradOutput:)``.
+public func gatherLogProbsFusedGradLogits(
+    logits: Tensor<Float>, labels: Tensor<Int64>, gradOutput: Tensor<Float>, into result: inout Tensor<Float>
+) throws(StageError) {
+    try checkFusedGradInputs(logits: logits, labels: labels, gradOutput: gradOutput)
+    if result.shape != logits.shape {
+        var storage = result.scalars
+        result = Tensor.make([], [0])  // drop the reference, so `storage` is not shared
+        if storage.count != logits.count {
+            storage = [Float](unsafeUninitializedCapacity: logits.count) { buffer, initialized in
+                adviseHugePages(buffer)
+                for i in buffer.indices { buffer[i] = 0 }
+                initialized = logits.count
+            }
+        }
+        result = Tensor.make(logits.shape, storage)
+    }
+    var failure: StageError?
+    result.scalars.withUnsafeMutableBufferPointer { gradBuffer in
+        do throws(StageError) {
+            try writeGradient(logits: logits, labels: labels, gradOutput: gradOutput, into: gradBuffer)
+        } catch {
+            failure = error
+        }
+    }
+    if let failure { throw failure }
+}
+
+/// The backward's O(B·T) checks, in the plain version's order.
+private func checkFusedGradInputs(
+    logits: Tensor<Float>, labels: Tensor<Int64>, gradOutput: Tensor<Float>
+) throws(StageError) {
     let check = InputCheck(stage: "gather_log_probs")
-    // The O(B·T) checks here; NaN in the logits (O(B·T·V)) is found in the max pass.
+    // The O(B·T) checks here; NaN in the logits (O(B·T·V)) is found in the row pass.
     try checkGatherLogProbsInputs(logits: logits, labels: labels, check)
-    let rows = logits.shape[0] * logits.shape[1]
     if gradOutput.shape != labels.shape || gradOutput.scalars.contains(where: \.isNaN) {
         // The plain version checks the logits (NaN, NaN results) before grad_output.
         _ = try gatherLogProbsFused(logits: logits, labels: labels)
         try check.shape(gradOutput, "grad_output", equals: labels.shape, sameAs: "[B, T] from logits \(describe(shape: logits.shape))")
         try check.noNaN(gradOutput, "grad_output")
     }
-    let vocabularySize = logits.shape[2]
+}
 
+/// Writes every element of `grad_logits` into `gradBuffer` (logits.count floats),
+/// then throws what the plain version throws for these (checked) inputs.
+private func writeGradient(
+    logits: Tensor<Float>, labels: Tensor<Int64>, gradOutput: Tensor<Float>,
+    into gradBuffer: UnsafeMutableBufferPointer<Float>
+) throws(StageError) {
+    let check = InputCheck(stage: "gather_log_probs")
+    let rows = logits.shape[0] * logits.shape[1]
+    let vocabularySize = logits.shape[2]
     var logProbs = [Float](repeating: 0, count: rows)  // only to raise the plain version's NaN-result error
     var sawNaN = false
-    let gradLogits = [Float](unsafeUninitializedCapacity: logits.count) { gradBuffer, initialized in
-        logits.scalars.withUnsafeBufferPointer { logitsBuffer in
-            labels.scalars.withUnsafeBufferPointer { labelsBuffer in
-                gradOutput.scalars.withUnsafeBufferPointer { upstreamBuffer in
-                    logProbs.withUnsafeMutableBufferPointer { logProbsBuffer in
-                        let input = UnsafeShared(logitsBuffer.baseAddress), grad = UnsafeShared(gradBuffer.baseAddress)
-                        let labelsBase = UnsafeShared(labelsBuffer.baseAddress)
-                        let upstreamBase = UnsafeShared(upstreamBuffer.baseAddress)
-                        let logProbsBase = UnsafeShared(logProbsBuffer.baseAddress)
-                        sawNaN = forEachRowChunk(rows: rows, vocabularySize: vocabularySize) { rowRange in
-                            var chunkSawNaN = false
-                            var scan: RowScan?
-                            for position in rowRange {
-                                let offset = position * vocabularySize
-                                let next = position + 1 < rowRange.upperBound ? input.pointer! + offset + vocabularySize : nil
-                                let rowHasNaN = writeRowGradient(
-                                    logits: input.pointer! + offset, vocabularySize, scan: &scan, next: next,
-                                    label: Int(labelsBase.pointer![position]), upstream: upstreamBase.pointer![position],
-                                    into: grad.pointer! + offset, logProb: logProbsBase.pointer! + position)
-                                chunkSawNaN = chunkSawNaN || rowHasNaN
-                            }
-                            return chunkSawNaN
+    logits.scalars.withUnsafeBufferPointer { logitsBuffer in
+        labels.scalars.withUnsafeBufferPointer { labelsBuffer in
+            gradOutput.scalars.withUnsafeBufferPointer { upstreamBuffer in
+                logProbs.withUnsafeMutableBufferPointer { logProbsBuffer in
+                    let input = UnsafeShared(logitsBuffer.baseAddress), grad = UnsafeShared(gradBuffer.baseAddress)
+                    let labelsBase = UnsafeShared(labelsBuffer.baseAddress)
+                    let upstreamBase = UnsafeShared(upstreamBuffer.baseAddress)
+                    let logProbsBase = UnsafeShared(logProbsBuffer.baseAddress)
+                    sawNaN = forEachRowChunk(rows: rows, vocabularySize: vocabularySize) { rowRange in
+                        // Per chunk (one thread): a row of exp(z - M_b) and each block's M_b,
+                        // reused row after row, so they stay in L2.
+                        let exps = UnsafeMutablePointer<Float>.allocate(capacity: vocabularySize)
+                        let shifts = UnsafeMutablePointer<Float>.allocate(capacity: onlineBlockCount(vocabularySize))
+                        defer { exps.deallocate(); shifts.deallocate() }
+                        var chunkSawNaN = false
+                        for position in rowRange {
+                            let offset = position * vocabularySize
+                            let rowHasNaN = writeRowGradient(
+                                logits: input.pointer! + offset, vocabularySize, exps: exps, shifts: shifts,
+                                label: Int(labelsBase.pointer![position]), upstream: upstreamBase.pointer![position],
+                                into: grad.pointer! + offset, logProb: logProbsBase.pointer! + position)
+                            chunkSawNaN = chunkSawNaN || rowHasNaN
                         }
+                        return chunkSawNaN
                     }
                 }
             }
         }
-        initialized = logits.count
     }
     if sawNaN {
         try check.noNaN(logits, "logits")
@@ -161,7 +237,6 @@ public func gatherLogProbsFusedGradLogits(
     // Once the rows' log-softmax is NaN-free this is the only NaN the gradient can
     // hold, so the [B, T, V] result needs no scan of its own.
     try checkGatherGradOutputIsFinite(labels: labels, gradOutput: gradOutput, check)
-    return Tensor.make(logits.shape, gradLogits)
 }
 
 // MARK: - One row
@@ -288,7 +363,7 @@ private func sumOfShiftedExp(
 /// `rowLogSumExpParts` by the plain, scalar definition (libm exp, Double sum), for
 /// rows with a NaN or an infinite max: it gives the NaN and inf results the plain
 /// version gives.
-private func rowLogSumExpPartsPlain(
+func rowLogSumExpPartsPlain(
     _ row: UnsafePointer<Float>, _ count: Int, expInto store: UnsafeMutablePointer<Float>?
 ) -> (maximum: Float, logSumShifted: Float, sumOfExp: Double, hasNaN: Bool) {
     let values = UnsafeBufferPointer(start: row, count: count)
@@ -304,46 +379,89 @@ private func rowLogSumExpPartsPlain(
 }
 
 /// Writes one row of `grad_logits` and its log-prob; returns whether the row had a NaN.
+///
+/// One pass over the logits (``onlineRowPass(_:_:divisor:entropy:expInto:blockShifts:)``)
+/// finds m and S and leaves e^(x - M_b) in `exps`, then one pass writes the row:
+/// `1[v = y]·g - e^(x_v - M_b)·e^(M_b - m)·(g / S)`, one multiply per element, so
+/// each logit is read from memory once and each gradient written once.
 @inline(__always)
 private func writeRowGradient(
-    logits row: UnsafePointer<Float>, _ count: Int, scan: inout RowScan?, next: UnsafePointer<Float>?,
-    label: Int, upstream: Float, into grad: UnsafeMutablePointer<Float>, logProb: UnsafeMutablePointer<Float>
+    logits row: UnsafePointer<Float>, _ count: Int, exps: UnsafeMutablePointer<Float>,
+    shifts: UnsafeMutablePointer<Float>, label: Int, upstream: Float, into grad: UnsafeMutablePointer<Float>,
+    logProb: UnsafeMutablePointer<Float>
 ) -> Bool {
-    // grad[v] = exp(x_v - m) for now
-    let parts = rowLogSumExpParts(row, count, expInto: grad, scan: &scan, next: next)
-    logProb.pointee = (row[label] - parts.maximum) - parts.logSumShifted
-    // grad[v] = 1[v = y]·g - exp(x_v - m)·(g / Σ): one multiply per element. The
-    // factor g / Σ is formed in Double and rounded once.
-    let scale = Float(Double(upstream) / parts.sumOfExp)
-    let labelTerm = upstream - grad[label] * scale
-    let factor = FloatVector(repeating: -scale)
-    var i = 0
-    while i + FloatVector.scalarCount <= count {
-        storeVector(load(UnsafePointer(grad + i)) * factor, grad + i)
-        i += FloatVector.scalarCount
+    let sums = onlineRowPass(row, count, divisor: nil, entropy: false, expInto: exps, blockShifts: shifts)
+    var maximum = sums.maximum, sumOfExp = sums.sumOfExp
+    var logSumShifted = Float.log(Float(sumOfExp))
+    var hasNaN = false
+    if !sums.probe.isFinite {
+        // NaN, ±inf or a huge sum. A finite max without NaN means -inf entries (a
+        // masked vocabulary, exp gives 0) or an overflowing probe: the pass above
+        // is right for both. Anything else goes by the plain, scalar definition.
+        if !maximum.isFinite || UnsafeBufferPointer(start: row, count: count).contains(where: \.isNaN) {
+            let plain = rowLogSumExpPartsPlain(row, count, expInto: exps)
+            (maximum, logSumShifted, sumOfExp, hasNaN) = (plain.maximum, plain.logSumShifted, plain.sumOfExp, plain.hasNaN)
+            for block in 0..<onlineBlockCount(count) { shifts[block] = maximum }
+        }
     }
-    while i < count {
-        grad[i] = grad[i] * -scale
-        i += 1
+    logProb.pointee = (row[label] - maximum) - logSumShifted
+    // grad[v] = 1[v = y]·g - e^(x_v - M_b)·(e^(M_b - m)·g / S). The factor is formed
+    // in Double and rounded once per block; it is -g / S itself where M_b = m.
+    let scale = Double(upstream) / sumOfExp
+    var labelTerm: Float = 0
+    var start = 0, block = 0
+    while start < count {
+        let end = min(start + onlineBlockLength, count)
+        let shift = shifts[block]
+        let factor = Float(shift == maximum ? -scale : -scale * Double.exp(Double(shift) - Double(maximum)))
+        let factorLanes = FloatVector(repeating: factor)
+        var i = start
+        while i + FloatVector.scalarCount <= end {
+            storeVector(load(UnsafePointer(exps + i)) * factorLanes, grad + i)
+            i &+= FloatVector.scalarCount
+        }
+        while i < end {
+            grad[i] = exps[i] * factor
+            i &+= 1
+        }
+        if label >= start && label < end { labelTerm = upstream + exps[label] * factor }
+        start = end
+        block &+= 1
     }
     grad[label] = labelTerm
-    return parts.hasNaN
+    return hasNaN
+}
+
+/// Asks the kernel to back `buffer` with 2 MB pages where it can (Linux, a
+/// transparent-hugepage setting of `madvise` or `always`). A fresh [B, T, V]
+/// result is otherwise faulted in 4 KB at a time on first write: at 4x512x50272
+/// that is 100,000 page faults, which cost more than computing the gradient.
+/// Only advice: where it is refused, nothing changes but the speed.
+func adviseHugePages(_ buffer: UnsafeMutableBufferPointer<Float>) {
+#if os(Linux)
+    guard let base = buffer.baseAddress else { return }
+    let hugePage = 2 << 20
+    let start = (UInt(bitPattern: base) + UInt(hugePage - 1)) & ~UInt(hugePage - 1)
+    let end = (UInt(bitPattern: base + buffer.count)) & ~UInt(hugePage - 1)
+    guard end > start, let pointer = UnsafeMutableRawPointer(bitPattern: start) else { return }
+    _ = madvise(pointer, Int(end - start), MADV_HUGEPAGE)
+#endif
 }
 
 @inline(__always)
-private func load(_ pointer: UnsafePointer<Float>) -> FloatVector {
+func load(_ pointer: UnsafePointer<Float>) -> FloatVector {
     UnsafeRawPointer(pointer).loadUnaligned(as: FloatVector.self)
 }
 
 @inline(__always)
-private func storeVector(_ vector: FloatVector, _ pointer: UnsafeMutablePointer<Float>) {
+func storeVector(_ vector: FloatVector, _ pointer: UnsafeMutablePointer<Float>) {
     UnsafeMutableRawPointer(pointer).storeBytes(of: vector, as: FloatVector.self)
 }
 
 // MARK: - Threads
 
 /// A pointer handed to the worker threads; each thread touches only its own rows.
-private struct UnsafeShared<Pointee>: @unchecked Sendable {
+struct UnsafeShared<Pointee>: @unchecked Sendable {
     let pointer: UnsafeMutablePointer<Pointee>?
 
     init(_ pointer: UnsafeMutablePointer<Pointee>?) { self.pointer = pointer }
@@ -362,7 +480,7 @@ func fusedRowChunkCount(rows: Int, vocabularySize: Int) -> Int {
 
 /// Runs `body` on consecutive chunks of `0..<rows`, the chunks spread over the
 /// cores; returns whether any chunk returned true.
-private func forEachRowChunk(rows: Int, vocabularySize: Int, _ body: (Range<Int>) -> Bool) -> Bool {
+func forEachRowChunk(rows: Int, vocabularySize: Int, _ body: (Range<Int>) -> Bool) -> Bool {
     let chunks = fusedRowChunkCount(rows: rows, vocabularySize: vocabularySize)
     if chunks == 1 {
         return body(0..<rows)
@@ -382,7 +500,7 @@ private func forEachRowChunk(rows: Int, vocabularySize: Int, _ body: (Range<Int>
 }
 
 /// The per-chunk work, handed to the threads: it writes disjoint rows only.
-private struct UnsafeSendableClosure: @unchecked Sendable {
+struct UnsafeSendableClosure: @unchecked Sendable {
     let body: (Range<Int>) -> Bool
     init(_ body: @escaping (Range<Int>) -> Bool) { self.body = body }
 }

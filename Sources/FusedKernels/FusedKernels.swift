@@ -11,10 +11,19 @@
 // | `gatherLogProbsFused`             | `gatherLogProbs` (GatherLogProbs)    | Tests/FusedKernelsTests: against the plain  |
 // | `gatherLogProbsFusedGradLogits`   | `gatherLogProbsGradLogits`           | stage on random inputs of awkward sizes     |
 // |                                   |                                      | (V = 1 to 4099, rows split over threads,    |
-// |                                   |                                      | NaN, inf and all -inf rows) within abs 1e-6 |
-// |                                   |                                      | + rel 1e-6, the same errors, and every      |
+// |                                   |                                      | NaN, inf and all -inf rows, a max in a late |
+// |                                   |                                      | block, leading all -inf blocks) within abs  |
+// |                                   |                                      | 1e-6 + rel 1e-6, the same errors, and every |
 // |                                   |                                      | float32 golden fixture                      |
-// | `exponential(_:)` (internal)      | libm `expf` on [-87.3, 0], ~1 ulp    | through the two above                       |
+// | `logProbsWithEntropyFused`        | `logProbsWithEntropy`                | the same sizes, temperatures 0.5 to 2,      |
+// |                                   | (GatherLogProbs: TRL's PPO step's    | V = 1, a known answer, logits of ±1e4, the  |
+// |                                   | new log-probs and per-token entropy) | plain stage's errors for -inf, +inf, NaN    |
+// | `exponential(_:)` (internal, SIMD)| libm `expf` on [-87.3, 0], ~1 ulp    | through the kernels above                   |
+//
+// What limits each (the README's "Performance" table has the numbers): the
+// forward and the log-probs with entropy are bound by the exp of every logit
+// (the memory reads overlap it); the backward by that plus writing its fresh
+// [B, T, V] result once. Each reads every logit from memory once.
 //
 // Why no fused GAE or fused losses: with `@inlinable` stages, the plain loops are
 // specialised for Float in the caller and run at memory speed (see `make bench`);

@@ -17,6 +17,9 @@ import Darwin
 public protocol FloatScalar: BinaryFloatingPoint, Sendable, LosslessStringConvertible {
     /// e^x.
     static func exp(_ x: Self) -> Self
+    /// e^x in plain Swift (``exponential(_:)`` in Numerics.swift), within an ulp of
+    /// `exp`: a loop that calls it vectorises, where a loop calling `exp` cannot.
+    static func expInline(_ x: Self) -> Self
     /// The natural logarithm.
     static func log(_ x: Self) -> Self
     /// log(1 + x), exact for small x.
@@ -31,6 +34,7 @@ public protocol FloatScalar: BinaryFloatingPoint, Sendable, LosslessStringConver
 
 extension Double: FloatScalar {
     @inlinable public static func exp(_ x: Double) -> Double { libmExp(x) }
+    @inlinable public static func expInline(_ x: Double) -> Double { exponential(x) }
     @inlinable public static func log(_ x: Double) -> Double { libmLog(x) }
     @inlinable public static func log1p(_ x: Double) -> Double { libmLog1p(x) }
     @inlinable public static func expm1(_ x: Double) -> Double { libmExpm1(x) }
@@ -40,6 +44,7 @@ extension Double: FloatScalar {
 
 extension Float: FloatScalar {
     @inlinable public static func exp(_ x: Float) -> Float { libmExpf(x) }
+    @inlinable public static func expInline(_ x: Float) -> Float { exponential(x) }
     @inlinable public static func log(_ x: Float) -> Float { libmLogf(x) }
     @inlinable public static func log1p(_ x: Float) -> Float { libmLog1pf(x) }
     @inlinable public static func expm1(_ x: Float) -> Float { libmExpm1f(x) }
