@@ -69,11 +69,21 @@ golden:
 # for the portable baseline (SSE2 on x86-64) instead.
 BENCH_CPU ?= native
 # With a CPU build on a CPU that has FMA, the vectorised exp fuses its
-# multiply-adds too (-D RLHF_FMA, Sources/GatherLogProbs/VectorExponential.swift).
+# multiply-adds too (-D RLHF_FMA, Sources/FusedKernels/VectorExponential.swift).
 BENCH_FMA = $(if $(BENCH_CPU),$(shell grep -qw fma /proc/cpuinfo 2>/dev/null && echo -Xswiftc -DRLHF_FMA))
+# Both processes run with glibc's heap kept warm between runs. By default glibc
+# hands the top of its heap back to the kernel once 128 KB or more is free there,
+# so a stage whose results are a few hundred KB gets fresh pages on every run and
+# pays a page fault (and a cleared page) per 4 KB: that alone moved actor_loss at
+# 64x2048 between 0.3 and 1.6 ms in PyTorch and between 0.5 and 1.1 ms here. A
+# training loop's heap stays warm; the same setting for both sides measures that.
+# Blocks over 32 MB (the [B, T, V] logits and gradients) are still mapped fresh,
+# so their peak memory reads as before; a small case's peak may read low, as it
+# reuses heap a previous case freed.
+BENCH_ENV = GLIBC_TUNABLES=glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=33554432
 bench:
 	$(SWIFT) build -c release --product rlhf-bench $(if $(BENCH_CPU),-Xswiftc -target-cpu -Xswiftc $(BENCH_CPU)) $(BENCH_FMA)
-	@set -eo pipefail; threads=$$(nproc 2>/dev/null || echo 1); \
+	@set -eo pipefail; threads=$$(nproc 2>/dev/null || echo 1); export $(BENCH_ENV); \
 	.build/release/rlhf-bench | tee .build/bench-swift.txt; \
 	if $(PYTHON) -c 'import torch' 2>/dev/null; then \
 		echo; $(PYTHON) Benchmarks/torch_baseline.py --threads $$threads | tee .build/bench-torch.txt; \
