@@ -325,8 +325,8 @@ let defaultPlot = isDefaultRun ? chapter.directory + "/reward-kl.svg" : NSTempor
 let plotFile = plotPath ?? defaultPlot
 var plot = SVGPlot(title: "PPO and GRPO on the toy language (seed \(settings.seed))", xLabel: "step")
 plot.addPanel(title: "mean reward of the sampled answers", series: [
-    .init(name: "PPO (kl_ctl \(fmt(ppo.klCtl, 2)))", values: ppoRecords.map(\.meanReward), color: "#1f77b4"),
-    .init(name: "GRPO (beta \(fmt(grpo.beta, 2)), G \(G))", values: grpoRecords.map(\.meanReward), color: "#2ca02c"),
+    .init(name: "PPO, kl_ctl \(fmt(ppo.klCtl, 2))", values: ppoRecords.map(\.meanReward), color: "#1f77b4"),
+    .init(name: "GRPO, β \(fmt(grpo.beta, 2)), G \(G)", values: grpoRecords.map(\.meanReward), color: "#2ca02c"),
     .init(name: "SFT baseline", values: [Double](repeating: baseline.mean, count: ppoRecords.count), color: "#7f7f7f",
           dashed: true),
 ])
