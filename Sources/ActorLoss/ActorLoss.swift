@@ -78,7 +78,8 @@ public func actorLoss<T: FloatScalar>(
     // call to libm's exp per token would keep it scalar.
     var ratios = [T](repeating: 0, count: logProbs.count)
     for i in 0..<logProbs.count {
-        let logRatio = (logProbs.scalars[i] - oldLogProbs.scalars[i]) * T(mask.scalars[i])
+        let maskValue: T = mask.scalars[i] != 0 ? 1 : 0  // a select: AVX2 has no vector Int64 -> float conversion
+        let logRatio = (logProbs.scalars[i] - oldLogProbs.scalars[i]) * maskValue
         ratios[i] = T.expInline(logRatio)
     }
     var tokenLosses = [T](repeating: 0, count: logProbs.count)

@@ -32,12 +32,16 @@ import GatherLogProbs
 ///
 /// Each logit is read from memory once: ``onlineRowPass(_:_:divisor:entropy:expInto:blockShifts:)``
 /// exponentiates each 1 KB block against the max so far while it is in L1 and
-/// rescales the sums when a later block raises the max. Each z is x / d, a
-/// division as the plain `temperedLogits` does it, so z is the plain z bit for
-/// bit. Memory beyond the two [B, T] results: a few bytes per chunk of rows.
+/// rescales the sums when a later block raises the max. Inside the sums, z - m is
+/// formed as (x - m_x) · (1/d), with m_x the max logit, not as the plain
+/// `temperedLogits`' x / d then - m: a vector division per 16 logits cost as much
+/// as the rest of the pass. It is exactly 0 at the max, and otherwise within an
+/// ulp or two of z - m, inside the tolerance above. The row's max and the label's
+/// z are divided as the plain stage does.
+/// Memory beyond the two [B, T] results: a few bytes per chunk of rows.
 ///
 /// What limits it: the exp of every logit, as `gatherLogProbsFused`, plus a
-/// division (x / d) and a multiply-add (W) per logit. PyTorch's unfused form
+/// multiply (· 1/d) and a multiply-add (W) per logit. PyTorch's unfused form
 /// writes and reads three [B, T, V] tensors (log_softmax, softmax, their product).
 ///
 /// A row with a NaN or an infinite logit makes TRL's entropy NaN (softmax 0

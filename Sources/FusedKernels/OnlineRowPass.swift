@@ -33,7 +33,8 @@ func onlineBlockCount(_ count: Int) -> Int {
 ///
 /// ```
 /// per block of 1,024 floats (read from memory once, then from L1):
-///   M' = max(M, max of the block)
+///   M' = max(M, max of the block)                         (maxima kept in x)
+///   z - M' = (x - M'_x) · (1/d)                           (one rounding each)
 ///   S ← S·e^(M - M'),   W ← e^(M - M')·(W - (M' - M)·S)     (earlier terms rescaled)
 ///   S += Σ_block e^(z - M'),   W += Σ_block e^(z - M')·(z - M')
 /// ```
@@ -55,6 +56,11 @@ func onlineRowPass(
     _ row: UnsafePointer<Float>, _ count: Int, divisor: Float?, entropy: Bool,
     expInto store: UnsafeMutablePointer<Float>?, blockShifts: UnsafeMutablePointer<Float>?
 ) -> OnlineRowSums {
+    // The max so far is kept in x (the logits' own units): z - M = (x - M_x) / d is
+    // then formed as (x - M_x) · (1/d), exactly 0 at the max. A division per logit
+    // (x / d, as the plain stage) cost as much as the rest of the pass on a CPU
+    // whose divider takes a vector every few cycles.
+    let inverse = divisor.map { 1 / $0 }
     var maximum = -Float.infinity
     var sumOfExp = 0.0, weighted = 0.0
     var probeLanes = FloatVector()
@@ -65,12 +71,9 @@ func onlineRowPass(
     var start = 0, block = 0
     while start < count {
         let end = min(start + onlineBlockLength, count)
-        // x / d is monotone in x for d > 0 (rounding included), so the max of z is
-        // the max of x divided once.
-        if let divisor { blockMaximum = blockMaximum / divisor }
         if blockMaximum > maximum {
             if maximum > -.infinity {
-                let rise = Double(blockMaximum) - Double(maximum)
+                let rise = (Double(blockMaximum) - Double(maximum)) * Double(inverse ?? 1)  // M' - M in z
                 let factor = Double.exp(-rise)
                 if entropy { weighted = factor * (weighted - rise * sumOfExp) }
                 sumOfExp *= factor
@@ -84,7 +87,7 @@ func onlineRowPass(
             blockMaximum = scanBlock(row, end, min(end + onlineBlockLength, count), probeLanes: &probeLanes,
                                      probeTail: &probeTail)
         } else {
-            let sums = exponentiateBlock(row, start, end, count, divisor: divisor, shift: maximum, entropy: entropy,
+            let sums = exponentiateBlock(row, start, end, count, inverse: inverse, shift: maximum, entropy: entropy,
                                          expInto: store, probeLanes: &probeLanes, probeTail: &probeTail)
             sumOfExp += sums.sum
             weighted += sums.weighted
@@ -93,7 +96,10 @@ func onlineRowPass(
         start = end
         block &+= 1
     }
-    return OnlineRowSums(maximum: maximum, sumOfExp: sumOfExp, weighted: weighted, probe: probeLanes.sum() + probeTail)
+    // x / d is monotone in x for d > 0 (rounding included), so the max of z is the
+    // max of x divided once, as the plain stage's max of its z.
+    return OnlineRowSums(maximum: divisor.map { maximum / $0 } ?? maximum, sumOfExp: sumOfExp, weighted: weighted,
+                         probe: probeLanes.sum() + probeTail)
 }
 
 /// The max of `row[start..<end]` (-inf if empty), adding the elements to the probe.
@@ -123,11 +129,11 @@ private func scanBlock(_ row: UnsafePointer<Float>, _ start: Int, _ end: Int, pr
 /// the loads of the next block overlap the arithmetic of this one.
 @inline(__always)
 private func exponentiateBlock(
-    _ row: UnsafePointer<Float>, _ start: Int, _ end: Int, _ count: Int, divisor: Float?, shift: Float, entropy: Bool,
+    _ row: UnsafePointer<Float>, _ start: Int, _ end: Int, _ count: Int, inverse: Float?, shift: Float, entropy: Bool,
     expInto store: UnsafeMutablePointer<Float>?, probeLanes: inout FloatVector, probeTail: inout Float
 ) -> (sum: Double, weighted: Double, nextMaximum: Float) {
     let shiftLanes = FloatVector(repeating: shift)
-    let divisorLanes = FloatVector(repeating: divisor ?? 1)
+    let inverseLanes = FloatVector(repeating: inverse ?? 1)
     // Terms below e^-150 are 0 in Float anyway (`exponential` flushes them); the
     // clamp keeps 0·(z - shift) at 0 for the -inf padding of the tail.
     let floor = FloatVector(repeating: -150)
@@ -137,10 +143,9 @@ private func exponentiateBlock(
     var i = start
     var next = end  // the next block is scanned up to here
     while i + FloatVector.scalarCount <= end {
-        var z = load(row + i)
-        if divisor != nil { z = z / divisorLanes }
-        var t = z - shiftLanes
-        if entropy { t = t.replacing(with: floor, where: t .< floor) }
+        // t = z - shift. No clamp for W's e·t here: only a -inf logit makes that
+        // 0·(-inf), and such a row's probe sends it to the plain stage anyway.
+        let t = inverse == nil ? load(row + i) - shiftLanes : (load(row + i) - shiftLanes) * inverseLanes
         let e = exponential(t)
         if let store { storeVector(e, store + i) }
         sumLanes += e
@@ -157,8 +162,7 @@ private func exponentiateBlock(
         // The tail, padded with -inf (exp gives exactly 0 there).
         var tail = FloatVector(repeating: -.infinity)
         for lane in 0..<(end - i) { tail[lane] = row[i + lane] }
-        if divisor != nil { tail = tail / divisorLanes }
-        var t = tail - shiftLanes
+        var t = inverse == nil ? tail - shiftLanes : (tail - shiftLanes) * inverseLanes
         t = t.replacing(with: floor, where: t .< floor)
         let e = exponential(t)
         if let store { for lane in 0..<(end - i) { store[i + lane] = e[lane] } }

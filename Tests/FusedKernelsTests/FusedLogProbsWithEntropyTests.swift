@@ -4,8 +4,9 @@ import TestSupport
 import GatherLogProbs
 @testable import FusedKernels
 
-/// fused vs plain log-probs, both float32: as for `gatherLogProbsFused` (the same
-/// z, bit for bit; the sum S within < 1e-6 relative, so log S within about an ulp).
+/// fused vs plain log-probs, both float32: as for `gatherLogProbsFused` (the
+/// label's z bit for bit; inside the sum, z - m as (x - m_x) · (1/d), within an
+/// ulp or two of it, so S within < 1e-6 relative and log S within about an ulp).
 private let logProbTolerance = (abs: 1e-6, rel: 1e-6)
 
 /// fused vs plain entropy: the plain form m + log S - Σ p·z rounds two numbers
