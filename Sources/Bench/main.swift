@@ -302,21 +302,41 @@ do {
 }
 
 // What is timed is what the tests check: fused = plain, in this very build (which
-// may differ from the tests' build: -target-cpu, -D RLHF_FMA). Same tolerance as
-// Tests/GatherLogProbsTests/FusedGatherLogProbsTests.swift.
-if onlyStages.isEmpty || onlyStages.contains("gather_log_probs") {
-    let (logits, labels) = randomLogits(1, 512, 50272)
-    let fused = try gatherLogProbsFused(logits: logits, labels: labels).scalars
-    let plain = try gatherLogProbs(logits: logits, labels: labels).scalars
+// may differ from the tests' build: -target-cpu, -D RLHF_FMA). Same tolerances as
+// Tests/FusedKernelsTests: abs 1e-6 + rel 1e-6, and for the entropy 4 float32 ulp
+// of max|z| on top (FusedLogProbsWithEntropyTests.swift).
+/// Prints whether `fused` equals `plain` within abs `absolute` + rel 1e-6; exits if not.
+func checkFusedEqualsPlain(_ what: String, _ fused: [Float], _ plain: [Float], absolute: Float = 1e-6) {
     var largest: Float = 0
     var outside = 0
     for (got, expected) in zip(fused, plain) {
         largest = max(largest, abs(got - expected))
-        if abs(got - expected) > 1e-6 + 1e-6 * abs(expected) { outside += 1 }
+        if !(abs(got - expected) <= absolute + 1e-6 * abs(expected)) { outside += 1 }
     }
-    print("check: fused = plain at 1x512x50272 within abs 1e-6 + rel 1e-6: \(outside == 0 ? "yes" : "NO, \(outside) outside"), "
-          + "largest difference \(largest)")
+    print("check: \(what) fused = plain within abs \(absolute) + rel 1e-6: "
+          + "\(outside == 0 ? "yes" : "NO, \(outside) outside"), largest difference \(largest)")
     guard outside == 0 else { exit(1) }
+}
+if onlyStages.isEmpty || onlyStages.contains("gather_log_probs") {
+    let (logits, labels) = randomLogits(1, 512, 50272)
+    checkFusedEqualsPlain("gather_log_probs 1x512x50272", try gatherLogProbsFused(logits: logits, labels: labels).scalars,
+                          try gatherLogProbs(logits: logits, labels: labels).scalars)
+}
+if onlyStages.isEmpty || onlyStages.contains("gather_log_probs_grad") || onlyStages.contains("gather_log_probs_grad_into") {
+    let (logits, labels) = randomLogits(1, 64, 50272)
+    let upstream = Tensor.make([1, 64], generator.floats(64, -1, 1))
+    checkFusedEqualsPlain("gather_log_probs_grad 1x64x50272",
+                          try gatherLogProbsFusedGradLogits(logits: logits, labels: labels, gradOutput: upstream).scalars,
+                          try gatherLogProbsGradLogits(logits: logits, labels: labels, gradOutput: upstream).scalars)
+}
+if onlyStages.isEmpty || onlyStages.contains("log_probs_with_entropy") {
+    let (logits, labels) = randomLogits(1, 128, 50272)
+    let fused = try logProbsWithEntropyFused(logits: logits, labels: labels, temperature: 0.7)
+    let plain = try logProbsWithEntropy(logits: logits, labels: labels, temperature: 0.7)
+    checkFusedEqualsPlain("log_probs_with_entropy 1x128x50272, log-probs", fused.logProbs.scalars, plain.logProbs.scalars)
+    let largestZ = logits.scalars.reduce(Float(0)) { max($0, abs($1)) } / Float(0.7 + 1e-7)
+    checkFusedEqualsPlain("log_probs_with_entropy 1x128x50272, entropy", fused.entropy.scalars, plain.entropy.scalars,
+                          absolute: 1e-6 + 4 * Float.ulpOfOne * largestZ)
 }
 
 for (b, n) in [(64, 1024), (64, 2048)] {

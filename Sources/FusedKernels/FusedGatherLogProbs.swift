@@ -483,10 +483,10 @@ func storeVector(_ vector: FloatVector, _ pointer: UnsafeMutablePointer<Float>) 
 func storeVectorStreaming(_ vector: FloatVector, _ pointer: UnsafeMutablePointer<Float>) {
 #if arch(x86_64) && os(Linux)
     if UInt(bitPattern: pointer) & 15 == 0 {
-        _mm_stream_ps(pointer, unsafeBitCast(vector.lowHalf.lowHalf, to: __m128.self))
-        _mm_stream_ps(pointer + 4, unsafeBitCast(vector.lowHalf.highHalf, to: __m128.self))
-        _mm_stream_ps(pointer + 8, unsafeBitCast(vector.highHalf.lowHalf, to: __m128.self))
-        _mm_stream_ps(pointer + 12, unsafeBitCast(vector.highHalf.highHalf, to: __m128.self))
+        _mm_stream_ps(pointer, vector.lowHalf.lowHalf)
+        _mm_stream_ps(pointer + 4, vector.lowHalf.highHalf)
+        _mm_stream_ps(pointer + 8, vector.highHalf.lowHalf)
+        _mm_stream_ps(pointer + 12, vector.highHalf.highHalf)
         return
     }
 #endif

@@ -18,12 +18,16 @@
 // | `logProbsWithEntropyFused`        | `logProbsWithEntropy`                | the same sizes, temperatures 0.5 to 2,      |
 // |                                   | (GatherLogProbs: TRL's PPO step's    | V = 1, a known answer, logits of ±1e4, the  |
 // |                                   | new log-probs and per-token entropy) | plain stage's errors for -inf, +inf, NaN    |
-// | `exponential(_:)` (internal, SIMD)| libm `expf` on [-87.3, 0], ~1 ulp    | through the kernels above                   |
+// | `exponential(_:)` (internal, SIMD)| libm `expf` on [-86.5, 0], ~1 ulp;   | through the kernels above                   |
+// |                                   | 0 below                              |                                             |
+// | `storeVectorStreaming(_:_:)`      | a plain store (x86-64: `movntps`,    | through the backward's tests above          |
+// |                                   | which skips reading the line first)  |                                             |
 //
 // What limits each (the README's "Performance" table has the numbers): the
 // forward and the log-probs with entropy are bound by the exp of every logit
-// (the memory reads overlap it); the backward by that plus writing its fresh
-// [B, T, V] result once. Each reads every logit from memory once.
+// (the memory reads overlap it); the backward by that plus writing its [B, T, V]
+// result once (non-temporal stores from `_Builtin_intrinsics.intel`, the
+// compiler's own intrinsics module: no C code). Each reads every logit once.
 //
 // Why no fused GAE or fused losses: with `@inlinable` stages, the plain loops are
 // specialised for Float in the caller and run at memory speed (see `make bench`);
