@@ -34,7 +34,7 @@ func onlineBlockCount(_ count: Int) -> Int {
 /// ```
 /// per block of 1,024 floats (read from memory once, then from L1):
 ///   M' = max(M, max of the block)                         (maxima kept in x)
-///   z - M' = (x - M'_x) · (1/d)                           (one rounding each)
+///   z - M' = (x - M'_x) · (1/d)                           (no division per logit)
 ///   S ← S·e^(M - M'),   W ← e^(M - M')·(W - (M' - M)·S)     (earlier terms rescaled)
 ///   S += Σ_block e^(z - M'),   W += Σ_block e^(z - M')·(z - M')
 /// ```
@@ -134,8 +134,8 @@ private func exponentiateBlock(
 ) -> (sum: Double, weighted: Double, nextMaximum: Float) {
     let shiftLanes = FloatVector(repeating: shift)
     let inverseLanes = FloatVector(repeating: inverse ?? 1)
-    // Terms below e^-150 are 0 in Float anyway (`exponential` flushes them); the
-    // clamp keeps 0·(z - shift) at 0 for the -inf padding of the tail.
+    // `exponential` gives exactly 0 below -86.5; clamping the tail's -inf padding
+    // to -150 keeps its 0·(z - shift) at 0 (not 0·(-inf) = NaN) in W.
     let floor = FloatVector(repeating: -150)
     let nextEnd = min(end + onlineBlockLength, count)
     var sumLanes = FloatVector(), weightedLanes = FloatVector()
