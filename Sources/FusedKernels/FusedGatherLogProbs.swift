@@ -333,7 +333,7 @@ private func sumOfShiftedExp(
         let blockEnd = min(count - FloatVector.scalarCount, i + (vectorsPerBlock - 1) * FloatVector.scalarCount)
         var block = FloatVector()
         while i <= blockEnd {
-            let e = exponential(load(row + i) - shiftLanes)
+            let e = exponential(load(row + i) - shiftLanes, exactZeros: true)
             if let store { storeVector(e, store + i) }
             block += e
             if let next {
@@ -358,7 +358,7 @@ private func sumOfShiftedExp(
         // The tail, padded with -inf (exp gives exactly 0 there).
         var tail = FloatVector(repeating: -.infinity)
         for lane in 0..<(count - i) { tail[lane] = row[i + lane] }
-        let e = exponential(tail - shiftLanes)
+        let e = exponential(tail - shiftLanes, exactZeros: true)
         for lane in 0..<(count - i) { store?[i + lane] = e[lane] }
         total += SIMD8<Double>(e.lowHalf) + SIMD8<Double>(e.highHalf)
     }
@@ -399,15 +399,13 @@ private func writeRowGradient(
     var maximum = sums.maximum, sumOfExp = sums.sumOfExp
     var logSumShifted = Float.log(Float(sumOfExp))
     var hasNaN = false
-    if !sums.probe.isFinite {
-        // NaN, ±inf or a huge sum. A finite max without NaN means -inf entries (a
-        // masked vocabulary, exp gives 0) or an overflowing probe: the pass above
-        // is right for both. Anything else goes by the plain, scalar definition.
-        if !maximum.isFinite || UnsafeBufferPointer(start: row, count: count).contains(where: \.isNaN) {
-            let plain = rowLogSumExpPartsPlain(row, count, expInto: exps)
-            (maximum, logSumShifted, sumOfExp, hasNaN) = (plain.maximum, plain.logSumShifted, plain.sumOfExp, plain.hasNaN)
-            for block in 0..<onlineBlockCount(count) { shifts[block] = maximum }
-        }
+    if !sums.isValid {
+        // A NaN, a +inf, or nothing but -inf in the row (-inf entries among finite
+        // ones, a masked vocabulary, are right above: exp gives 0 there): the plain,
+        // scalar definition, which gives the NaN and inf results the plain version gives.
+        let plain = rowLogSumExpPartsPlain(row, count, expInto: exps)
+        (maximum, logSumShifted, sumOfExp, hasNaN) = (plain.maximum, plain.logSumShifted, plain.sumOfExp, plain.hasNaN)
+        for block in 0..<onlineBlockCount(count) { shifts[block] = maximum }
     }
     logProb.pointee = (row[label] - maximum) - logSumShifted
     // grad[v] = 1[v = y]·g - e^(x_v - M_b)·(e^(M_b - m)·g / S). The factor is formed

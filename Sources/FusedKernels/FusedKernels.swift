@@ -18,8 +18,8 @@
 // | `logProbsWithEntropyFused`        | `logProbsWithEntropy`                | the same sizes, temperatures 0.5 to 2,      |
 // |                                   | (GatherLogProbs: TRL's PPO step's    | V = 1, a known answer, logits of ±1e4, the  |
 // |                                   | new log-probs and per-token entropy) | plain stage's errors for -inf, +inf, NaN    |
-// | `exponential(_:)` (internal, SIMD)| libm `expf` on [-86.5, 0], ~1 ulp;   | through the kernels above                   |
-// |                                   | 0 below                              |                                             |
+// | `exponential(_:exactZeros:)`      | e^x on [-86.5, 0] within 1 ulp; 0    | VectorExponentialTests (sampled against     |
+// | (internal, SIMD)                  | below with `exactZeros`              | Double exp), and through the kernels above  |
 // | `storeVectorStreaming(_:_:)`      | a plain store (x86-64: `movntps`,    | through the backward's tests above          |
 // |                                   | which skips reading the line first)  |                                             |
 //

@@ -31,7 +31,7 @@ import GatherLogProbs
 /// rounding; both are the same number to that rounding.
 ///
 /// Each logit is read from memory once: ``onlineRowPass(_:_:divisor:entropy:expInto:blockShifts:)``
-/// exponentiates each 1 KB block against the max so far while it is in L1 and
+/// exponentiates each 4 KB block against the max so far while it is in L1 and
 /// rescales the sums when a later block raises the max. Inside the sums, z - m is
 /// formed as (x - m_x) · (1/d), with m_x the max logit, not as the plain
 /// `temperedLogits`' x / d then - m: a vector division per 16 logits cost as much
@@ -77,8 +77,8 @@ public func logProbsWithEntropyFused(
                             let row = input.pointer! + position * vocabularySize
                             let sums = onlineRowPass(row, vocabularySize, divisor: divisor, entropy: true,
                                                      expInto: nil, blockShifts: nil)
-                            // NaN or ±inf in the row (or a probe past the float range): the plain stage decides.
-                            chunkSawNonFinite = chunkSawNonFinite || !sums.probe.isFinite
+                            // NaN or ±inf in the row (or a z - m past the float range): the plain stage decides.
+                            chunkSawNonFinite = chunkSawNonFinite || !sums.isValid
                             let logSumShifted = Float.log(Float(sums.sumOfExp))
                             let label = Int(labelsBase.pointer![position])
                             logProbsBase.pointer![position] = (row[label] / divisor - sums.maximum) - logSumShifted

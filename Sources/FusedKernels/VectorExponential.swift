@@ -3,7 +3,8 @@
 // The C library's expf works one value at a time; the fused kernels need about
 // 10^8 exponentials per RLHF step, so they use this vectorised one instead: the
 // range reduction of Cephes' expf (to [-ln2/2, ln2/2]), then a degree-6
-// polynomial, written over SIMD16<Float>, accurate to about 1 ulp on [-86.5, 0].
+// polynomial, written over SIMD16<Float>, within 1 ulp on [-86.5, 0]
+// (VectorExponentialTests).
 
 /// Sixteen floats, the vector width of the fused kernels: one AVX-512 register,
 /// two AVX2 or four SSE ones. Measured against eight, sixteen was faster in both
@@ -13,39 +14,48 @@ typealias FloatVector = SIMD16<Float>
 typealias IntVector = SIMD16<Int32>
 
 /// e^x for each lane of `x`, for x in [-inf, 0] (the kernels only exponentiate
-/// shifted logits x - max, which are <= 0): within about 1 ulp of the true value.
+/// shifted logits x - max, which are <= 0): within 1 ulp of the true value.
 ///
 /// ```
 /// n = round(x · log2 e),  r = x - n · ln 2          (|r| <= ln2 / 2)
-/// e^x = 2^n · e^r,  e^r ≈ 1 + r + r² · P(r)        (P: a degree-4 minimax fit)
-/// 2^n · e^r: n added to the exponent field of e^r's bits (an integer add)
+/// e^r ≈ 1 + q,  q = r + r² · P(r)                   (P: a degree-4 minimax fit)
+///       P(r) = (c0 + c1·r) + r² · ((c2 + c3·r) + c4·r²)     (Estrin's scheme)
+/// e^x = 2^n · e^r = 2^n + q · 2^n                   (2^n built from n's bits)
 /// ```
 ///
-/// Lanes below -86.5 (down to -inf) give exactly 0, so a -inf logit gets an exact
-/// zero probability and gradient. The error that makes is under 3e-38 per term,
-/// against a sum of exponentials that is always >= 1 (the max term is e^0).
+/// With `exactZeros`, lanes at or below -86.5 (down to -inf) give exactly 0, so a
+/// -inf logit gets an exact zero probability and gradient; the error that makes
+/// is under 3e-38 per term. Without, they give e^-86.5 (about 2.7e-38) and the
+/// compare and select per vector are saved: for a sum of exponentials, which is
+/// always >= 1 (the max term is e^0), the two are the same number.
 ///
-/// Every step is chosen to spend few operations on the two multiply-add units,
-/// which bound the fused kernels on an AVX2 CPU: P has degree 4 (fitted for the
-/// relative error of 1 + r + r²·P on [-ln2/2, ln2/2], 4e-9 with the coefficients
-/// in float32, by `Benchmarks/fit_exp_polynomial.py`; so the result is as
-/// close to e^x as Cephes' degree-5 P gets: 1.01 ulp in the worst case); and the
-/// scale 2^n is an integer add on the bits rather than a multiply. NaN lanes give
-/// 0, not NaN: the kernels find NaN through their probe (Σ x), never through exp.
-@inline(__always)
-func exponential(_ x: FloatVector) -> FloatVector {
-    // Clamp first so -inf (or -1e30) cannot reach the rounding trick below. Below
-    // -86.5, 2^n · e^r could be subnormal, where adding n to the exponent field is
-    // no longer 2^n times the value: those lanes are set to 0 at the end.
+/// Every step is chosen for the two multiply-add units and for a short chain of
+/// dependent operations, which bound the fused kernels on an AVX2 CPU: P has
+/// degree 4 (fitted for the relative error of 1 + r + r²·P on [-ln2/2, ln2/2],
+/// 4e-9 with the coefficients in float32, by `Benchmarks/fit_exp_polynomial.py`;
+/// so the result is as close to e^x as Cephes' degree-5 P gets). P is evaluated
+/// by Estrin's scheme, not Horner's: the same number of operations, but three
+/// multiply-adds in a row where Horner has five, and each costs four cycles of
+/// latency that only independent work can hide. 2^n + q·2^n is one multiply-add, and equals
+/// (1 + q) rounded then scaled by 2^n exactly. NaN lanes give NaN, which is how
+/// the kernels find a NaN logit: their sums turn NaN.
+@_transparent
+func exponential(_ x: FloatVector, exactZeros: Bool) -> FloatVector {
+    // Clamp first, so that -inf (or -1e30) cannot reach the rounding trick below,
+    // and n >= -125: 2^n is then a normal float, whose bits are built below. With
+    // `exactZeros` the clamped lanes get a scale of 0, so their result is 0·q + 0.
     let floor: Float = -86.5
     let clamped = x.replacing(with: floor, where: x .< floor)
 
-    // Round x·log2(e) to an integer by adding 1.5·2^23: a float that large has no
-    // bits below 1, so the addition rounds to nearest, and the integer n sits in
+    // Round x·log2(e) to an integer by adding 1.5·2^23 + 127: a float that large
+    // has no bits below 1, so the addition rounds to nearest, and n + 127 sits in
     // the low mantissa bits of `shifted` (read back below without a conversion).
-    let roundingMagic: Float = 12_582_912  // 1.5 · 2^23
+    let roundingMagic: Float = 12_583_039  // 1.5 · 2^23 + 127
     let ln2High: Float = 0.693_359_375
     let ln2Low: Float = -2.121_944_4e-4
+    let c0: Float = 4.999_999_403_953_552e-1, c1: Float = 1.666_652_113_199_234e-1
+    let c2: Float = 4.166_838_899_254_799e-2, c3: Float = 8.368_710_055_947_304e-3
+    let c4: Float = 1.381_461_275_741_458e-3
 #if RLHF_FMA
     // The same steps with every a·b + c fused into one rounding (Swift never
     // contracts a·b + c by itself). `addingProduct` is one vfmadd per vector on a
@@ -54,11 +64,10 @@ func exponential(_ x: FloatVector) -> FloatVector {
     let shifted = FloatVector(repeating: roundingMagic).addingProduct(clamped, 1.442_695_04)
     let n = shifted - roundingMagic
     let r = clamped.addingProduct(n, -ln2High).addingProduct(n, -ln2Low)
-    var p = FloatVector(repeating: 8.368_710_055_947_304e-3).addingProduct(FloatVector(repeating: 1.381_461_275_741_458e-3), r)
-    p = FloatVector(repeating: 4.166_838_899_254_799e-2).addingProduct(p, r)
-    p = FloatVector(repeating: 1.666_652_113_199_234e-1).addingProduct(p, r)
-    p = FloatVector(repeating: 4.999_999_403_953_552e-1).addingProduct(p, r)
-    let expR = r.addingProduct(p, r * r) + 1
+    let r2 = r * r
+    let low = FloatVector(repeating: c0).addingProduct(r, c1)
+    let high = FloatVector(repeating: c2).addingProduct(r, c3).addingProduct(r2, c4)
+    let q = r.addingProduct(low.addingProduct(high, r2), r2)
 #else
     let shifted = clamped * 1.442_695_04 + roundingMagic
     let n = shifted - roundingMagic
@@ -67,23 +76,29 @@ func exponential(_ x: FloatVector) -> FloatVector {
     // n·ln2High (|n| <= 125) is exact, and ln2Low carries the rest of ln 2.
     let r = (clamped - n * ln2High) - n * ln2Low
 
-    // e^r on [-ln2/2, ln2/2]: 1 + r + r²·P(r), P fitted (minimax, Lawson's
-    // iteration, Benchmarks/fit_exp_polynomial.py) for the relative error of the
-    // whole, 4e-9 < 2^-24.
-    var p = FloatVector(repeating: 1.381_461_275_741_458e-3)
-    p = p * r + 8.368_710_055_947_304e-3
-    p = p * r + 4.166_838_899_254_799e-2
-    p = p * r + 1.666_652_113_199_234e-1
-    p = p * r + 4.999_999_403_953_552e-1
-    let expR = (p * (r * r) + r) + 1
+    // e^r - 1 on [-ln2/2, ln2/2]: r + r²·P(r), P fitted (minimax, Lawson's
+    // iteration, Benchmarks/fit_exp_polynomial.py) for the relative error of
+    // 1 + r + r²·P, 4e-9 < 2^-24.
+    let r2 = r * r
+    let low = r * c1 + c0
+    let high = (r * c3 + c2) + r2 * c4
+    let q = (low + high * r2) * r2 + r
 #endif
 
-    // 2^n · e^r by adding n to the exponent field of e^r's bits. `shifted`'s bits
-    // are those of 1.5·2^23 plus n; shifting them left by 23 drops the magic
-    // number's bits off the top and leaves n · 2^23 (two's complement, wrapping),
-    // exactly n in the exponent field. e^r is in [0.7, 1.42] and n >= -125 here,
-    // so the sum is a normal float. Wrapping integer operations: no overflow trap.
-    let scaled = unsafeBitCast(expR, to: IntVector.self) &+ (unsafeBitCast(shifted, to: IntVector.self) &<< 23)
-    let kept = clamped .> floor  // false for lanes at or below -86.5, and NaN
-    return unsafeBitCast(scaled, to: FloatVector.self).replacing(with: 0, where: .!kept)
+    // 2^n from the bits of `shifted`: they are those of 1.5·2^23 plus n + 127;
+    // shifting them left by 23 drops the magic number's bits off the top and leaves
+    // n + 127, the biased exponent of 2^n, in the exponent field (n >= -125 here,
+    // so 2^n is a normal float). Wrapping integer shift: no overflow trap.
+    var scale = unsafeBitCast(unsafeBitCast(shifted, to: IntVector.self) &<< 23, to: FloatVector.self)
+    if exactZeros {
+        let kept = clamped .> floor  // false for lanes at or below -86.5, and NaN
+        scale = scale.replacing(with: 0, where: .!kept)
+    }
+#if RLHF_FMA
+    return scale.addingProduct(q, scale)
+#else
+    // q·2^n is a power-of-two scaling, exact unless it falls below 2^-126 (then off
+    // by under 2^-149), so this rounds once, as the FMA does.
+    return q * scale + scale
+#endif
 }

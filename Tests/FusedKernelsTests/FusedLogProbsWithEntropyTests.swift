@@ -88,6 +88,24 @@ struct FusedLogProbsWithEntropyTests {
                     abs: entropyTolerance(temperedLogits(logits, temperature: 0.7)), rel: 0, "entropy")
     }
 
+    @Test("logits of ±3e38 in one row: z - m overflows to -inf, and the plain stage answers")
+    func overflowingShift() throws {
+        // Σ x is finite here (3e38 - 3e38 = 0), but z - m for the -3e38 logit is
+        // -inf: its e·(z - m) is NaN or -inf in W, so the row must go to the plain
+        // stage, which gives softmax 0 there and a finite entropy.
+        var rng = SplitMix64(seed: 5)
+        var x = rng.uniform(count: 2 * 40, -2, 2).map(Float.init)
+        x[3] = 3e38
+        x[4] = -3e38
+        let logits = Tensor.make([2, 1, 40], x)
+        let labels = Tensor.make([2, 1], [3, 7] as [Int64])
+        let plain = try logProbsWithEntropy(logits: logits, labels: labels, temperature: 1)
+        let fused = try logProbsWithEntropyFused(logits: logits, labels: labels, temperature: 1)
+        #expect(plain.entropy.scalars.allSatisfy { $0.isFinite }, "the plain stage's entropy: \(plain.entropy.scalars)")
+        #expect(fused.logProbs.scalars == plain.logProbs.scalars)
+        #expect(fused.entropy.scalars == plain.entropy.scalars)
+    }
+
     @Test("-inf, +inf and NaN logits: the plain stage's error, detail included")
     func nonFiniteLogits() throws {
         var rng = SplitMix64(seed: 11)
