@@ -90,7 +90,9 @@ bench:
 	else \
 		echo; echo "PyTorch is not installed: no torch column"; : > .build/bench-torch.txt; \
 	fi; \
-	echo; awk -f Benchmarks/join_rows.awk .build/bench-torch.txt .build/bench-swift.txt
+	echo; awk -f Benchmarks/join_rows.awk .build/bench-torch.txt .build/bench-swift.txt; \
+	echo; echo "Each fused kernel against read_logits, in back-to-back pairs on the same logits (median of 9):"; \
+	grep -h ' (paired)$$' .build/bench-swift.txt || echo "(none: rlhf-bench printed no paired ratio)"
 
 clean:
 	rm -rf .build Tests/LibraryConsumer/.build

@@ -126,6 +126,29 @@ func bench(_ stage: String, _ shape: [Int], elements: Int, bytes: Int, inputByte
     fflush(nil)  // a line at a time through `tee`
 }
 
+/// A kernel's time over `read_logits`' on the same logits: the median of `rounds`
+/// ratios, each of one `read_logits` run and one kernel run made back to back.
+///
+/// Why pairs: on a shared machine the speed of memory drifts from minute to minute
+/// (here `read_logits` took 23 ms in one run and 37 ms in the next), and the ratio
+/// of two medians taken a minute apart carries that drift; two runs a few
+/// milliseconds apart see the same machine.
+func pairedRatio(rounds: Int = 9, read: () -> Void, kernel: () throws -> Void) rethrows -> Double {
+    read()
+    try kernel()  // warm-up, as in `bench`
+    var ratios: [Double] = []
+    for _ in 0..<rounds {
+        let readStart = now()
+        read()
+        let readSeconds = now() - readStart
+        let kernelStart = now()
+        try kernel()
+        ratios.append((now() - kernelStart) / readSeconds)
+    }
+    ratios.sort()
+    return ratios[rounds / 2]
+}
+
 func fixed(_ value: Double, _ digits: Int) -> String {
     var scaled = value
     for _ in 0..<digits { scaled *= 10 }
@@ -242,7 +265,8 @@ func fillFresh(count: Int, with value: Float) -> [Float] {
 let threads = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
 print("rlhf-bench: release build, \(threads) threads (Dispatch over all cores), median of 5 runs (51 under 10 ms) after one warm-up")
 print("GB/s counts the bytes a kernel must read and write once; peak is the case's RSS high-water mark above the")
-print("RSS before its inputs were made (inputs + outputs + anything allocated)")
+print("RSS before its inputs were made (inputs + outputs + anything allocated); \"x read_logits (paired)\" is a fused")
+print("kernel's time over read_logits' on the same logits, the median of 9 ratios of back-to-back runs")
 print()
 
 var sink: Float = 0  // keeps results alive so nothing is optimised away
@@ -284,6 +308,33 @@ for (b, t, v) in [(4, 512, 50272), (8, 256, 32000), (1, 2048, 151936)] {
     try bench("log_probs_with_entropy", [b, t, v], elements: elements, bytes: logitsBytes, inputBytes: logitsBytes) {
         let (logits, labels) = randomLogits(b, t, v)
         return { sink += try logProbsWithEntropyFused(logits: logits, labels: labels, temperature: 0.7).entropy.scalars[0] }
+    }
+    // The targets of issue 15 are ratios to `read_logits`: each also measured in
+    // back-to-back pairs on one set of logits (`pairedRatio`).
+    if onlyStages.isEmpty || onlyStages.contains("paired") {
+        let (logits, labels) = randomLogits(b, t, v)
+        let upstream = Tensor.make([b, t], generator.floats(b * t, -1, 1))
+        var result = Tensor<Float>(shape: [0], repeating: 0)
+        let read = { sink += sumAll(logits.scalars) }
+        let kernels: [(String, () throws -> Void)] = [
+            ("gather_log_probs", { sink += try gatherLogProbsFused(logits: logits, labels: labels).scalars[0] }),
+            ("gather_log_probs_grad", {
+                sink += try gatherLogProbsFusedGradLogits(logits: logits, labels: labels, gradOutput: upstream).scalars[0]
+            }),
+            ("gather_log_probs_grad_into", {
+                try gatherLogProbsFusedGradLogits(logits: logits, labels: labels, gradOutput: upstream, into: &result)
+                sink += result.scalars[0]
+            }),
+            ("log_probs_with_entropy", {
+                sink += try logProbsWithEntropyFused(logits: logits, labels: labels, temperature: 0.7).entropy.scalars[0]
+            }),
+        ]
+        for (stage, kernel) in kernels {
+            let ratio = try pairedRatio(read: read, kernel: kernel)
+            let line = padded(stage, 28) + padded("\(b)x\(t)x\(v)", 16) + fixed(ratio, 2) + "x read_logits (paired)"
+            print(line)
+        }
+        fflush(nil)
     }
 }
 
