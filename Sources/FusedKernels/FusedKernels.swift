@@ -16,8 +16,9 @@
 // |                                   |                                      | 1e-6 + rel 1e-6, the same errors, and every |
 // |                                   |                                      | float32 golden fixture                      |
 // | `logProbsWithEntropyFused`        | `logProbsWithEntropy`                | the same sizes, temperatures 0.5 to 2,      |
-// |                                   | (GatherLogProbs: TRL's PPO step's    | V = 1, a known answer, logits of ±1e4, the  |
-// |                                   | new log-probs and per-token entropy) | plain stage's errors for -inf, +inf, NaN    |
+// |                                   | (GatherLogProbs: TRL's PPO step's    | V = 1, a known answer, logits of ±1e4 and   |
+// |                                   | new log-probs and per-token entropy) | ±3e38, the plain stage's errors for -inf,   |
+// |                                   |                                      | +inf, NaN                                   |
 // | `exponential(_:exactZeros:)`      | e^x on [-86.5, 0] within 1 ulp; 0    | VectorExponentialTests (sampled against     |
 // | (internal, SIMD)                  | below with `exactZeros`              | Double exp), and through the kernels above  |
 // | `storeVectorStreaming(_:_:)`      | a plain store (x86-64: `movntps`,    | through the backward's tests above          |

@@ -46,7 +46,11 @@ import GatherLogProbs
 ///
 /// A row with a NaN or an infinite logit makes TRL's entropy NaN (softmax 0
 /// times z = -inf; inf - inf): the whole call then goes to the plain stage,
-/// which throws what it throws (the logits' NaN, or the NaN result).
+/// which throws what it throws (the logits' NaN, or the NaN result). So does a
+/// row whose z - m passes the float range (logits of ±3e38): the plain stage
+/// gives such a term softmax 0 and a finite entropy, where the pass's
+/// e^(z - m)·(z - m) would be 0·(-inf). The pass finds all of these from its
+/// own sums (``OnlineRowSums/isValid``).
 ///
 /// - Throws: the same ``StageError``s as `logProbsWithEntropy`, in the same
 ///   order: shapes that do not agree, a label outside `[0, V)`, an empty
