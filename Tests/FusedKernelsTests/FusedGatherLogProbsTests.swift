@@ -92,6 +92,26 @@ struct FusedGatherLogProbsTests {
                     abs: fusedVsPlain.abs, rel: fusedVsPlain.rel, "grad_logits")
     }
 
+    @Test("logits of ±3e38 in one row: x - m passes the float range, and both passes give the plain answer")
+    func overflowingShift() throws {
+        // V = 40 (two vectors and a tail). Row 0 holds 3e38 and -3e38: x - m is
+        // -inf for the latter (its softmax and gradient exactly 0), and Σ x is 0, finite.
+        var rng = SplitMix64(seed: 8)
+        var x = rng.uniform(count: 2 * 40, -2, 2).map(Float.init)
+        x[3] = 3e38
+        x[20] = -3e38
+        let logits = Tensor.make([2, 1, 40], x)
+        let labels = Tensor.make([2, 1], [3, 11] as [Int64])
+        let upstream = Tensor.make([2, 1], [0.5, -1] as [Float])
+        let fused = try gatherLogProbsFused(logits: logits, labels: labels)
+        expectClose(fused, try gatherLogProbs(logits: logits, labels: labels).scalars.map(Double.init),
+                    abs: fusedVsPlain.abs, rel: fusedVsPlain.rel, "log_probs")
+        let grad = try gatherLogProbsFusedGradLogits(logits: logits, labels: labels, gradOutput: upstream)
+        #expect(grad.scalars[20] == 0)
+        expectClose(grad, try gatherLogProbsGradLogits(logits: logits, labels: labels, gradOutput: upstream).scalars.map(Double.init),
+                    abs: fusedVsPlain.abs, rel: fusedVsPlain.rel, "grad_logits")
+    }
+
     // MARK: Errors
 
     @Test("bad input throws the plain version's error kinds and arguments")
