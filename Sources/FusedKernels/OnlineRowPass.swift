@@ -162,7 +162,7 @@ private func exponentiateBlock(
         var tail = FloatVector(repeating: -.infinity)
         for lane in 0..<(end - i) { tail[lane] = row[i + lane] }
         let floor = FloatVector(repeating: -150)
-        var t = inverse == nil ? tail - shift : (tail - shift) * (inverse ?? 1)
+        var t = shiftedLogits(tail, shift: shift, inverse: inverse)
         t = t.replacing(with: floor, where: t .< floor)
         let e = exponential(t, exactZeros: true)
         if let store { for lane in 0..<(end - i) { store[i + lane] = e[lane] } }
@@ -197,11 +197,17 @@ private func addExponentials(
     _ x: FloatVector, at i: Int, shift: Float, inverse: Float?, entropy: Bool, expInto store: UnsafeMutablePointer<Float>?,
     _ sums: inout BlockSums
 ) {
-    let t = inverse == nil ? x - shift : (x - shift) * (inverse ?? 1)
+    let t = shiftedLogits(x, shift: shift, inverse: inverse)
     let e = exponential(t, exactZeros: store != nil)
     if let store { storeVector(e, store + i) }
     sums.sum += e
     if entropy { sums.weighted = accumulate(sums.weighted, e, t) }
+}
+
+/// t = z - M = (x - shift)·inverse, or x - shift without a divisor.
+@_transparent
+private func shiftedLogits(_ x: FloatVector, shift: Float, inverse: Float?) -> FloatVector {
+    inverse == nil ? x - shift : (x - shift) * (inverse ?? 1)
 }
 
 /// a + b·c, one fused multiply-add per lane where the build has FMA (-D RLHF_FMA:
