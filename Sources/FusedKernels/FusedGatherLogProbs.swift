@@ -33,21 +33,21 @@ import Darwin
 /// (abs 1e-6 + rel 1e-6, see the tests), and through it DeepSpeed-Chat
 /// `ppo_trainer.py :: gather_log_probs` (`F.log_softmax` then `gather`).
 ///
-/// Each row is read twice: once from memory for its max (and a NaN probe), once
-/// from cache for Σ exp(x - m) with a vectorised exp (``exponential(_:)``, about
-/// 1 ulp). The first read of row r + 1 runs in the same loop as the exp pass of
-/// row r, so memory and arithmetic overlap. Only the label's logit is gathered;
-/// the log-softmax is never formed. Rows are spread over all cores with `DispatchQueue.concurrentPerform`;
+/// Each logit is read from memory once: ``onlineRowPass(_:_:divisor:entropy:expInto:blockShifts:)``
+/// finds each row's max and Σ exp(x - m) in one streaming pass with the
+/// running-max rescaling trick and a vectorised exp (``exponential(_:exactZeros:)``,
+/// within 1 ulp). Only the label's logit is gathered; the log-softmax is never
+/// formed. Rows are spread over all cores with `DispatchQueue.concurrentPerform`;
 /// memory beyond the [B, T] result is a few bytes per chunk of rows. A row with a
 /// NaN, a +inf or nothing but -inf is computed by the plain, scalar formula.
 ///
 /// What limits it: the exp of every logit, about twenty vector operations per 16
 /// floats, against one load per 16 floats for a plain read (`read_logits`); the
-/// memory reads overlap that arithmetic.
+/// memory reads overlap that arithmetic only in part.
 ///
 /// - Throws: the same ``StageError``s as `gatherLogProbs`, in the same order:
 ///   shapes that do not agree, a label outside `[0, V)`, NaN in `logits` (found
-///   during the max pass, then located by the plain check), or a row whose
+///   by the row pass, then located by the plain check), or a row whose
 ///   log-softmax is NaN.
 public func gatherLogProbsFused(logits: Tensor<Float>, labels: Tensor<Int64>) throws(StageError) -> Tensor<Float> {
     let check = InputCheck(stage: "gather_log_probs")
@@ -65,14 +65,20 @@ public func gatherLogProbsFused(logits: Tensor<Float>, labels: Tensor<Int64>) th
                 let labelsBase = UnsafeShared(labelsBuffer.baseAddress)
                 sawNaN = forEachRowChunk(rows: rows, vocabularySize: vocabularySize) { rowRange in
                     var chunkSawNaN = false
-                    var scan: RowScan?  // the next row's max and probe, found while this row is exponentiated
                     for position in rowRange {
                         let row = input.pointer! + position * vocabularySize
                         let label = Int(labelsBase.pointer![position])
-                        let next = position + 1 < rowRange.upperBound ? row + vocabularySize : nil
-                        let parts = rowLogSumExpParts(row, vocabularySize, expInto: nil, scan: &scan, next: next)
-                        chunkSawNaN = chunkSawNaN || parts.hasNaN
-                        output.pointer![position] = (row[label] - parts.maximum) - parts.logSumShifted
+                        let sums = onlineRowPass(row, vocabularySize, divisor: nil, entropy: false, expInto: nil,
+                                                 blockShifts: nil)
+                        var (maximum, logSumShifted) = (sums.maximum, Float.log(Float(sums.sumOfExp)))
+                        if !sums.isValid {
+                            // A NaN, a +inf or nothing but -inf: the plain, scalar definition,
+                            // which gives the NaN and inf results the plain version gives.
+                            let plain = rowLogSumExpPartsPlain(row, vocabularySize, expInto: nil)
+                            (maximum, logSumShifted) = (plain.maximum, plain.logSumShifted)
+                            chunkSawNaN = chunkSawNaN || plain.hasNaN
+                        }
+                        output.pointer![position] = (row[label] - maximum) - logSumShifted
                     }
                     return chunkSawNaN
                 }
@@ -246,128 +252,10 @@ private func writeGradient(
 
 // MARK: - One row
 
-/// A row's max and NaN probe (``maximumAndProbe(_:_:)``).
-private struct RowScan {
-    var maximum: Float
-    var probe: Float
-}
-
-/// The max of a row, log Σ exp(x - max), Σ exp(x - max) itself, and whether the
-/// row holds a NaN, in two passes over the row (it stays in L2 between them).
-///
-/// `scan` is the row's max and probe if already known; on return it holds those
-/// of `next`, the following row, found during this row's exp pass: its loads from
-/// memory then overlap this row's exp work instead of adding to it. With
-/// `expInto`, exp(x - max) is also written there, element by element.
-@inline(__always)
-private func rowLogSumExpParts(
-    _ row: UnsafePointer<Float>, _ count: Int, expInto store: UnsafeMutablePointer<Float>?,
-    scan: inout RowScan?, next: UnsafePointer<Float>?
-) -> (maximum: Float, logSumShifted: Float, sumOfExp: Double, hasNaN: Bool) {
-    let (maximum, probe) = scan.map { ($0.maximum, $0.probe) } ?? maximumAndProbe(row, count)
-    if !probe.isFinite {
-        // NaN, ±inf or a huge sum. A finite max without NaN means -inf entries (a
-        // masked vocabulary) or an overflowing sum: the vector path handles both
-        // (exp(-inf) = 0). Anything else goes by the plain, scalar definition.
-        let values = UnsafeBufferPointer(start: row, count: count)
-        if !maximum.isFinite || values.contains(where: \.isNaN) {
-            scan = next.map { next in
-                let (maximum, probe) = maximumAndProbe(next, count)
-                return RowScan(maximum: maximum, probe: probe)
-            }
-            return rowLogSumExpPartsPlain(row, count, expInto: store)
-        }
-    }
-    let (sumOfExp, nextScan) = sumOfShiftedExp(row, count, shift: maximum, expInto: store, scanning: next)
-    scan = nextScan
-    return (maximum, Float.log(Float(sumOfExp)), sumOfExp, false)
-}
-
-/// The max of `count` floats, and a probe Σ x.
-///
-/// NaN (or inf) anywhere makes the probe non-finite, so detecting NaN costs one
-/// add per element here instead of another pass over the logits.
-@inline(__always)
-private func maximumAndProbe(_ row: UnsafePointer<Float>, _ count: Int) -> (maximum: Float, probe: Float) {
-    var maxLanes = FloatVector(repeating: -.infinity)
-    var probeLanes = FloatVector()
-    var i = 0
-    while i + FloatVector.scalarCount <= count {
-        let x = load(row + i)
-        maxLanes = maxLanes.replacing(with: x, where: maxLanes .< x)
-        probeLanes += x
-        i += FloatVector.scalarCount
-    }
-    var maximum = maxLanes.max()
-    var probe = probeLanes.sum()
-    while i < count {
-        maximum = max(maximum, row[i])
-        probe += row[i]
-        i += 1
-    }
-    return (maximum, probe)
-}
-
-/// Σ exp(x - shift) over `count` floats, for a finite `shift` >= every x; with
-/// `store`, each exp(x - shift) is written there too; with `next`, the max and
-/// probe of `count` floats there, in the same loop.
-@inline(__always)
-private func sumOfShiftedExp(
-    _ row: UnsafePointer<Float>, _ count: Int, shift: Float, expInto store: UnsafeMutablePointer<Float>?,
-    scanning next: UnsafePointer<Float>?
-) -> (sum: Double, nextScan: RowScan?) {
-    // Subtracting the max makes every exponent <= 0, so no term overflows and the
-    // largest is exactly 1 (the sum is >= 1, its log >= 0).
-    // Each lane sums 16 terms in Float (relative error < 1e-6, typically 1e-7),
-    // then the block is added in Double, as the plain version's Double sum: no
-    // drift over 150k terms.
-    let shiftLanes = FloatVector(repeating: shift)
-    let vectorsPerBlock = 16
-    var total = SIMD8<Double>()
-    var nextMaxLanes = FloatVector(repeating: -.infinity)
-    var nextProbeLanes = FloatVector()
-    var i = 0
-    while i + FloatVector.scalarCount <= count {
-        // One block of up to 16 vectors summed in Float lanes, then added in Double
-        // (a separate inner loop, so the Double adds stay out of the exp loop).
-        let blockEnd = min(count - FloatVector.scalarCount, i + (vectorsPerBlock - 1) * FloatVector.scalarCount)
-        var block = FloatVector()
-        while i <= blockEnd {
-            let e = exponential(load(row + i) - shiftLanes, exactZeros: true)
-            if let store { storeVector(e, store + i) }
-            block += e
-            if let next {
-                let y = load(next + i)
-                nextMaxLanes = nextMaxLanes.replacing(with: y, where: nextMaxLanes .< y)
-                nextProbeLanes += y
-            }
-            i &+= FloatVector.scalarCount
-        }
-        total += SIMD8<Double>(block.lowHalf) + SIMD8<Double>(block.highHalf)
-    }
-    var nextScan: RowScan?
-    if let next {
-        var scan = RowScan(maximum: nextMaxLanes.max(), probe: nextProbeLanes.sum())
-        for j in i..<count {
-            scan.maximum = max(scan.maximum, next[j])
-            scan.probe += next[j]
-        }
-        nextScan = scan
-    }
-    if i < count {
-        // The tail, padded with -inf (exp gives exactly 0 there).
-        var tail = FloatVector(repeating: -.infinity)
-        for lane in 0..<(count - i) { tail[lane] = row[i + lane] }
-        let e = exponential(tail - shiftLanes, exactZeros: true)
-        for lane in 0..<(count - i) { store?[i + lane] = e[lane] }
-        total += SIMD8<Double>(e.lowHalf) + SIMD8<Double>(e.highHalf)
-    }
-    return (total.sum(), nextScan)
-}
-
-/// `rowLogSumExpParts` by the plain, scalar definition (libm exp, Double sum), for
-/// rows with a NaN or an infinite max: it gives the NaN and inf results the plain
-/// version gives.
+/// A row's max, log Σ exp(x - max), Σ exp(x - max) and whether it holds a NaN, by
+/// the plain, scalar definition (libm exp, Double sum), for rows the online pass
+/// cannot take (``OnlineRowSums/isValid``): it gives the NaN and inf results the
+/// plain version gives.
 func rowLogSumExpPartsPlain(
     _ row: UnsafePointer<Float>, _ count: Int, expInto store: UnsafeMutablePointer<Float>?
 ) -> (maximum: Float, logSumShifted: Float, sumOfExp: Double, hasNaN: Bool) {

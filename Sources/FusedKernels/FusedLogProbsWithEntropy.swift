@@ -31,8 +31,8 @@ import GatherLogProbs
 /// rounding; both are the same number to that rounding.
 ///
 /// Each logit is read from memory once: ``onlineRowPass(_:_:divisor:entropy:expInto:blockShifts:)``
-/// exponentiates each 4 KB block against the max so far while it is in L1 and
-/// rescales the sums when a later block raises the max. Inside the sums, z - m is
+/// exponentiates each 4 KB block against the max so far, finds the block's own max
+/// in the same loop, and rescales the sums when it is higher. Inside the sums, z - m is
 /// formed as (x - m_x) · (1/d), with m_x the max logit, not as the plain
 /// `temperedLogits`' x / d then - m: a vector division per 16 logits cost as much
 /// as the rest of the pass. It is exactly 0 at the max, and otherwise within an

@@ -1,30 +1,30 @@
 // One streaming pass over a vocabulary row: its max, Σ exp(z - max) and, for the
 // entropy, Σ exp(z - max)·(z - max), with the running-max rescaling trick, so
-// each logit is read from memory once. Shared by the fused backward and the
-// fused log-probs with entropy.
+// each logit is read from memory once and exponentiated once. Shared by the three
+// fused kernels.
 
-/// Floats per block of the online pass: 64 vectors, 4 KB, so a block read from
-/// memory for its max is still in L1 when it is exponentiated (a block's fixed
-/// costs, its horizontal max and the Double adds, were a tenth of the work with
-/// blocks of 1 KB).
+/// Floats per block of the online pass: 64 vectors, 4 KB, so a block that must be
+/// exponentiated again (see ``onlineRowPass(_:_:divisor:entropy:expInto:blockShifts:)``)
+/// is still in L1 (a block's fixed costs, its horizontal max and the Double adds,
+/// were a tenth of the work with blocks of 1 KB).
 let onlineBlockLength = 64 * FloatVector.scalarCount
 
 /// A row's max and sums from ``onlineRowPass(_:_:divisor:entropy:expInto:blockShifts:)``.
 struct OnlineRowSums {
     /// m = max_v z_v (z = x / divisor, or x).
     var maximum: Float
-    /// S = Σ_v exp(z_v - m): at least 1 for a row of finite logits (its largest
-    /// term is e^0 = 1).
+    /// S = Σ_v exp(z_v - m): about 1 or more for a row of finite logits (its
+    /// largest term is e^0, which the pass forms within a few ulp of 1).
     var sumOfExp: Double
     /// W = Σ_v exp(z_v - m)·(z_v - m); 0 unless asked for.
     var weighted: Double
 
-    /// Whether the sums hold for the row: S >= 1 and W finite. They do not when the
-    /// row holds a NaN (S is NaN), a +inf (the max is inf, and inf - inf NaN) or
+    /// Whether the sums hold for the row: S >= 1/2 and W finite. They do not when
+    /// the row holds a NaN (S is NaN), a +inf (the max is inf, and inf - inf NaN) or
     /// only -inf (S = 0), or, for W, a -inf or a z - m past the float range (W is
     /// -inf or NaN). A -inf logit without W is fine: its term is exactly 0. The
     /// caller takes the plain path where this is false.
-    var isValid: Bool { sumOfExp >= 1 && weighted.isFinite }
+    var isValid: Bool { sumOfExp >= 0.5 && weighted.isFinite }
 }
 
 /// How many blocks of ``onlineBlockLength`` a row of `count` floats has.
@@ -37,70 +37,105 @@ func onlineBlockCount(_ count: Int) -> Int {
 /// its max m, S = Σ exp(z - m) and, with `entropy`, W = Σ exp(z - m)·(z - m).
 ///
 /// ```
-/// per block of 1,024 floats (read from memory once, then from L1):
-///   M' = max(M, max of the block)                         (maxima kept in x)
-///   z - M' = (x - M'_x) · (1/d)                           (no division per logit)
-///   S ← S·e^(M - M'),   W ← e^(M - M')·(W - (M' - M)·S)     (earlier terms rescaled)
-///   S += Σ_block e^(z - M'),   W += Σ_block e^(z - M')·(z - M')
+/// M = the max of the first block, by a scan;  then per block of 1,024 floats:
+///   t = (x - M)·(1/d)                              (= z - M; no division per logit)
+///   s = Σ_block e^t,  w = Σ_block e^t·t,  M_b = max of the block      (one loop)
+///   S += s,  W += w                                (terms of this block against M)
+///   if M_b > M:  ρ = (M_b - M)/d,   S ← S·e^-ρ,   W ← e^-ρ·(W - ρ·S),   M ← M_b
 /// ```
 ///
 /// Why rescale instead of a first pass for the max: a max pass reads the row from
 /// memory and the exp pass reads it again. Here each block is exponentiated
-/// against the max so far while it is in L1; when a later block raises the max,
-/// the sums so far are multiplied by e^(M - M') once (the terms keep their
-/// relative sizes). For random logits the max rises a few times per row.
+/// against the max so far, and its own max is found in the same loop; when it is
+/// higher, the sums so far are multiplied by e^(M - M_b) once (the terms keep their
+/// relative sizes). For random logits the max rises a few times per row, mostly
+/// in the first blocks. Terms above the old max are above 1: where a block rises
+/// by more than 4 (e^4 ≈ 55), it is exponentiated again, against its own max,
+/// from L1, so no term overflows and W's W - ρ·S never cancels more than a few
+/// bits. Finding the block's own max in the exp loop, rather than the next
+/// block's in a second load stream beside it, saves a load and a compare per
+/// vector. A row that starts with blocks of -inf (a masked vocabulary) gets its
+/// first finite block's max by a scan, as the first block.
 ///
-/// With `expInto`, e^(z - M_b) is stored for every element (exactly 0 for a -inf
-/// logit), and `blockShifts[b]` is M_b, the max the block was exponentiated
-/// against: e^(z - m) is then stored · e^(M_b - m) without another exp. Each
-/// block sums in Float lanes (64 terms a lane), then adds to S and W in Double,
-/// as the plain Double sum. Meaningful only where ``OnlineRowSums/isValid`` is true;
-/// the caller takes the plain path otherwise (so no separate scan for NaN).
+/// With `expInto`, e^t is stored for every element (exactly 0 for a -inf
+/// logit), and `blockShifts[b]` is the M that block b was exponentiated against:
+/// e^(z - m) is then stored · e^((M_b - m)/d) without another exp. Each block
+/// sums in Float lanes (64 terms a lane), then adds to S and W in Double, as the
+/// plain Double sum. Meaningful only where ``OnlineRowSums/isValid`` is true; the
+/// caller takes the plain path otherwise (so no separate scan for NaN).
 @_transparent
 func onlineRowPass(
     _ row: UnsafePointer<Float>, _ count: Int, divisor: Float?, entropy: Bool,
     expInto store: UnsafeMutablePointer<Float>?, blockShifts: UnsafeMutablePointer<Float>?
 ) -> OnlineRowSums {
-    // The max so far is kept in x (the logits' own units): z - M = (x - M_x) / d is
-    // then formed as (x - M_x) · (1/d), exactly 0 at the max. A division per logit
+    // The max so far is kept in x (the logits' own units): z - M = (x - M) / d is
+    // then formed as (x - M)·(1/d), exactly 0 at the max. A division per logit
     // (x / d, as the plain stage) cost as much as the rest of the pass on a CPU
-    // whose divider takes a vector every few cycles.
+    // whose divider takes a vector every few cycles. Not x·(1/d) - M·(1/d) in one
+    // multiply-add: M/d is rounded to an ulp of M/d, which for logits near 1e4 is
+    // 1e-3, far outside the float32 round-off of the result.
     let inverse = divisor.map { 1 / $0 }
-    var maximum = -Float.infinity
-    var sumOfExp = 0.0, weighted = 0.0
-    // The first block's max; each later block's is found while the block before it
-    // is exponentiated, so its loads from memory overlap that arithmetic.
-    var blockMaximum = blockMax(row, 0, min(onlineBlockLength, count))
+    let largestRise: Float = 4  // in z: a block rising more than this is exponentiated again
+    var maximum = -Float.infinity  // M, the max so far, in x's units
+    var sumOfExp = 0.0, weighted = 0.0  // S and W against M
     var start = 0, block = 0
     while start < count {
         let end = min(start + onlineBlockLength, count)
-        if blockMaximum > maximum {
-            if maximum > -.infinity {
-                let rise = (Double(blockMaximum) - Double(maximum)) * Double(inverse ?? 1)  // M' - M in z
-                let factor = Double.exp(-rise)
-                if entropy { weighted = factor * (weighted - rise * sumOfExp) }
-                sumOfExp *= factor
-            }
-            maximum = blockMaximum
-        }
-        blockShifts?[block] = maximum
         if maximum == -.infinity {
-            // Nothing but -inf (or NaN) so far: every term is 0 (the row's max comes later).
-            if let store { for j in start..<end { store[j] = 0 } }
-            blockMaximum = blockMax(row, end, min(end + onlineBlockLength, count))
-        } else {
-            let sums = exponentiateBlock(row, start, end, count, inverse: inverse, shift: maximum, entropy: entropy,
+            // No finite logit so far: this block's max first.
+            maximum = blockMax(row, start, end)
+            if maximum == -.infinity {
+                // Nothing but -inf (or NaN) here: every term is 0 (a NaN is kept in S).
+                if let store { for j in start..<end { store[j] = 0 } }
+                for j in start..<end where row[j].isNaN { sumOfExp = .nan }
+                blockShifts?[block] = maximum
+                start = end
+                block &+= 1
+                continue
+            }
+        }
+        var sums = exponentiateBlock(row, start, end, shift: maximum, inverse: inverse, entropy: entropy, expInto: store)
+        var shift = maximum  // what this block's terms are against
+        if sums.maximum > maximum {
+            if (sums.maximum - maximum) * (inverse ?? 1) > largestRise {
+                // Rescale S and W first, then this block again against its own max.
+                rescale(&sumOfExp, &weighted, from: maximum, to: sums.maximum, inverse: inverse, entropy: entropy)
+                maximum = sums.maximum
+                shift = maximum
+                sums = exponentiateBlock(row, start, end, shift: maximum, inverse: inverse, entropy: entropy,
                                          expInto: store)
+                sumOfExp += sums.sum
+                weighted += sums.weighted
+            } else {
+                sumOfExp += sums.sum
+                weighted += sums.weighted
+                rescale(&sumOfExp, &weighted, from: maximum, to: sums.maximum, inverse: inverse, entropy: entropy)
+                maximum = sums.maximum
+            }
+        } else {
             sumOfExp += sums.sum
             weighted += sums.weighted
-            blockMaximum = sums.nextMaximum
         }
+        blockShifts?[block] = shift
         start = end
         block &+= 1
     }
     // x / d is monotone in x for d > 0 (rounding included), so the max of z is the
     // max of x divided once, as the plain stage's max of its z.
     return OnlineRowSums(maximum: divisor.map { maximum / $0 } ?? maximum, sumOfExp: sumOfExp, weighted: weighted)
+}
+
+/// S and W against `old` turned into S and W against `new` > `old` (both in x's
+/// units): with ρ = (new - old)/d, every term e^(z - old) becomes e^(z - old)·e^-ρ
+/// and every z - old becomes z - new = (z - old) - ρ.
+@inline(__always)
+private func rescale(
+    _ sumOfExp: inout Double, _ weighted: inout Double, from old: Float, to new: Float, inverse: Float?, entropy: Bool
+) {
+    let rise = (Double(new) - Double(old)) * Double(inverse ?? 1)  // ρ
+    let factor = Double.exp(-rise)
+    if entropy { weighted = factor * (weighted - rise * sumOfExp) }
+    sumOfExp *= factor
 }
 
 /// The max of `row[start..<end]` (-inf if empty; NaN elements are passed over).
@@ -121,87 +156,60 @@ private func blockMax(_ row: UnsafePointer<Float>, _ start: Int, _ end: Int) -> 
     return maximum
 }
 
-/// Σ e^(z - shift) and Σ e^(z - shift)·(z - shift) over `row[start..<end]`
-/// (from L1), and the max of the next block, `row[end..<end + 1024]` clipped to
-/// `count`, read from memory in the same loop: the loads of the next block
-/// overlap the arithmetic of this one.
+/// Over `row[start..<end]`, with t = (x - shift)·inverse (or x - shift): Σ e^t,
+/// Σ e^t·t (with `entropy`) and the max x (NaN passed over), in one loop; e^t
+/// stored at `store + i` if asked.
 ///
 /// `@_transparent` (always inlined, as swift-numerics marks its hot functions):
-/// each caller then gets the loop for its own case (a divisor or not, W or not,
-/// stored exponentials or not) with no test inside it. `@inline(__always)` was
-/// not honoured here, and the one shared copy, its three tests per vector and the
-/// sums it kept in memory took a quarter of the entropy kernel's time.
-@_transparent
-private func exponentiateBlock(
-    _ row: UnsafePointer<Float>, _ start: Int, _ end: Int, _ count: Int, inverse: Float?, shift: Float, entropy: Bool,
-    expInto store: UnsafeMutablePointer<Float>?
-) -> (sum: Double, weighted: Double, nextMaximum: Float) {
-    let width = FloatVector.scalarCount
-    let nextEnd = min(end + onlineBlockLength, count)
-    var sums = BlockSums()
-    var nextMaxLanes = FloatVector(repeating: -.infinity)
-    // The vectors of this block that have a vector of the next block beside them:
-    // all of them but at the row's end.
-    let paired = min((end - start) / width, (nextEnd - end) / width)
-    var i = start
-    var next = end  // the next block is scanned up to here
-    for _ in 0..<paired {
-        addExponentials(load(row + i), at: i, shift: shift, inverse: inverse, entropy: entropy, expInto: store, &sums)
-        let y = load(row + next)
-        nextMaxLanes = nextMaxLanes.replacing(with: y, where: nextMaxLanes .< y)
-        next &+= width
-        i &+= width
-    }
-    while i + width <= end {
-        addExponentials(load(row + i), at: i, shift: shift, inverse: inverse, entropy: entropy, expInto: store, &sums)
-        i &+= width
-    }
-    if i < end {
-        // The tail, padded with -inf: exp gives exactly 0 there, and t is clamped to
-        // -150 so that W gets 0·(-150), not 0·(-inf) = NaN.
-        var tail = FloatVector(repeating: -.infinity)
-        for lane in 0..<(end - i) { tail[lane] = row[i + lane] }
-        let floor = FloatVector(repeating: -150)
-        var t = shiftedLogits(tail, shift: shift, inverse: inverse)
-        t = t.replacing(with: floor, where: t .< floor)
-        let e = exponential(t, exactZeros: true)
-        if let store { for lane in 0..<(end - i) { store[i + lane] = e[lane] } }
-        sums.sum += e
-        if entropy { sums.weighted = accumulate(sums.weighted, e, t) }
-    }
-    // Whatever of the next block the loop did not reach (its tail, or all of it
-    // after a short block).
-    let rest = blockMax(row, next, nextEnd)
-    let sum = (SIMD8<Double>(sums.sum.lowHalf) + SIMD8<Double>(sums.sum.highHalf)).sum()
-    let weighted = entropy ? (SIMD8<Double>(sums.weighted.lowHalf) + SIMD8<Double>(sums.weighted.highHalf)).sum() : 0
-    return (sum, weighted, max(nextMaxLanes.max(), rest))
-}
-
-/// A block's running sums, one per lane: Σ e^t and Σ e^t·t.
-private struct BlockSums {
-    var sum = FloatVector()
-    var weighted = FloatVector()
-}
-
-/// For one vector of logits x at `row[i...]`: t = (x - shift)·inverse (or x - shift),
-/// e^t added to `sums.sum`, e^t·t to `sums.weighted` with `entropy`, and e^t
-/// stored at `store + i` if asked.
+/// each caller then gets the loop for its own case (W or not, stored exponentials
+/// or not) with no test inside it. `@inline(__always)` was not honoured here, and
+/// the one shared copy, its tests per vector and the sums it kept in memory took a
+/// quarter of the entropy kernel's time.
 ///
 /// Stored exponentials are exactly 0 for t below -86.5 (a -inf logit gets a zero
 /// gradient); in a sum only, such a term is e^-86.5 (about 3e-38), which a sum
-/// whose largest term is 1 cannot hold, and the compare and select are saved. A
-/// -inf logit still makes W's e·t -inf, so ``OnlineRowSums/isValid`` sends the row
-/// to the plain stage.
+/// whose largest term is about 1 cannot hold, and the compare and select are
+/// saved. A -inf logit still makes W's e^t·t -inf, so ``OnlineRowSums/isValid``
+/// sends the row to the plain stage.
 @_transparent
-private func addExponentials(
-    _ x: FloatVector, at i: Int, shift: Float, inverse: Float?, entropy: Bool, expInto store: UnsafeMutablePointer<Float>?,
-    _ sums: inout BlockSums
-) {
-    let t = shiftedLogits(x, shift: shift, inverse: inverse)
-    let e = exponential(t, exactZeros: store != nil)
-    if let store { storeVector(e, store + i) }
-    sums.sum += e
-    if entropy { sums.weighted = accumulate(sums.weighted, e, t) }
+private func exponentiateBlock(
+    _ row: UnsafePointer<Float>, _ start: Int, _ end: Int, shift: Float, inverse: Float?, entropy: Bool,
+    expInto store: UnsafeMutablePointer<Float>?
+) -> (sum: Double, weighted: Double, maximum: Float) {
+    let width = FloatVector.scalarCount
+    var maxLanes = FloatVector(repeating: -.infinity)
+    var sumLanes = FloatVector(), weightedLanes = FloatVector()
+    var i = start
+    while i + width <= end {
+        let x = load(row + i)
+        maxLanes = maxLanes.replacing(with: x, where: maxLanes .< x)
+        let t = shiftedLogits(x, shift: shift, inverse: inverse)
+        let e = exponential(t, exactZeros: store != nil)
+        if let store { storeVector(e, store + i) }
+        sumLanes += e
+        if entropy { weightedLanes = multiplyAdd(e, t, weightedLanes) }
+        i &+= width
+    }
+    if i < end {
+        // The tail, padded with -inf: e^t is exactly 0 there, and W gets 0·0 from
+        // the padding (t set to 0), but 0·(-inf) = NaN from a -inf logit, as above.
+        var tail = FloatVector(repeating: -.infinity)
+        for lane in 0..<(end - i) { tail[lane] = row[i + lane] }
+        maxLanes = maxLanes.replacing(with: tail, where: maxLanes .< tail)
+        let t = shiftedLogits(tail, shift: shift, inverse: inverse)
+        let e = exponential(t, exactZeros: true)
+        if let store { for lane in 0..<(end - i) { store[i + lane] = e[lane] } }
+        sumLanes += e
+        if entropy {
+            var tOfLogits = t
+            for lane in (end - i)..<width { tOfLogits[lane] = 0 }
+            weightedLanes = multiplyAdd(e, tOfLogits, weightedLanes)
+        }
+    }
+    let sum = (SIMD8<Double>(sumLanes.lowHalf) + SIMD8<Double>(sumLanes.highHalf)).sum()
+    let weighted = entropy
+        ? (SIMD8<Double>(weightedLanes.lowHalf) + SIMD8<Double>(weightedLanes.highHalf)).sum() : 0
+    return (sum, weighted, maxLanes.max())
 }
 
 /// t = z - M = (x - shift)·inverse, or x - shift without a divisor.
@@ -210,13 +218,13 @@ private func shiftedLogits(_ x: FloatVector, shift: Float, inverse: Float?) -> F
     inverse == nil ? x - shift : (x - shift) * (inverse ?? 1)
 }
 
-/// a + b·c, one fused multiply-add per lane where the build has FMA (-D RLHF_FMA:
+/// a·b + c, one fused multiply-add per lane where the build has FMA (-D RLHF_FMA:
 /// on the portable baseline `addingProduct` is a libm call per lane).
 @inline(__always)
-private func accumulate(_ a: FloatVector, _ b: FloatVector, _ c: FloatVector) -> FloatVector {
+private func multiplyAdd(_ a: FloatVector, _ b: FloatVector, _ c: FloatVector) -> FloatVector {
 #if RLHF_FMA
-    a.addingProduct(b, c)
+    c.addingProduct(a, b)
 #else
-    a + b * c
+    a * b + c
 #endif
 }

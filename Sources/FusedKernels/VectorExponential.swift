@@ -3,7 +3,7 @@
 // The C library's expf works one value at a time; the fused kernels need about
 // 10^8 exponentials per RLHF step, so they use this vectorised one instead: the
 // range reduction of Cephes' expf (to [-ln2/2, ln2/2]), then a degree-6
-// polynomial, written over SIMD16<Float>, within 1 ulp on [-86.5, 0]
+// polynomial, written over SIMD16<Float>, within 1 ulp on [-86.5, 4]
 // (VectorExponentialTests).
 
 /// Sixteen floats, the vector width of the fused kernels: one AVX-512 register,
@@ -13,8 +13,10 @@ typealias FloatVector = SIMD16<Float>
 /// The lanes of a `FloatVector` as integers, for building 2^n from its bits.
 typealias IntVector = SIMD16<Int32>
 
-/// e^x for each lane of `x`, for x in [-inf, 0] (the kernels only exponentiate
-/// shifted logits x - max, which are <= 0): within 1 ulp of the true value.
+/// e^x for each lane of `x`, for x in [-inf, 4] (the kernels exponentiate shifted
+/// logits z - M, with M the max so far: at most 4 above it, see
+/// ``onlineRowPass(_:_:divisor:entropy:expInto:blockShifts:)``): within 1 ulp of
+/// the true value.
 ///
 /// ```
 /// n = round(x · log2 e),  r = x - n · ln 2          (|r| <= ln2 / 2)

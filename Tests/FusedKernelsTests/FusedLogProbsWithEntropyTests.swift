@@ -62,11 +62,15 @@ struct FusedLogProbsWithEntropyTests {
 
     @Test("the max in a late block: the running max rescales the sums")
     func risingMaximum() throws {
-        // V = 3000 rising from -20 to 20 (the max rises in every 1024-float block
-        // of the online pass), and the reverse (the first block holds the max).
+        // V = 3000 rising from -20 to 20 (the max rises by 13.7 in every 1024-float
+        // block of the online pass: each block is exponentiated again against its
+        // own max), the reverse (the first block holds the max), and a gentle rise
+        // from -2 to 2 (1.4 per block: the block's terms, up to e^1.4, are kept and
+        // the sums rescaled after).
         let rising = (0..<3_000).map { Float(-20 + 40 * Double($0) / 2_999) }
-        let logits = Tensor.make([2, 1, 3_000], rising + rising.reversed())
-        let labels = Tensor.make([2, 1], [2_999, 3] as [Int64])
+        let gentle = (0..<3_000).map { Float(-2 + 4 * Double($0) / 2_999) }
+        let logits = Tensor.make([3, 1, 3_000], rising + rising.reversed() + gentle)
+        let labels = Tensor.make([3, 1], [2_999, 3, 1_500] as [Int64])
         let fused = try logProbsWithEntropyFused(logits: logits, labels: labels, temperature: 1)
         let plain = try logProbsWithEntropy(logits: logits, labels: labels, temperature: 1)
         expectClose(fused.logProbs, plain.logProbs.scalars.map(Double.init), abs: logProbTolerance.abs,
@@ -117,10 +121,13 @@ struct FusedLogProbsWithEntropyTests {
         for v in 0..<300 { allMasked[0, 2, v] = -.infinity }
         var positive = base
         positive[0, 0, 299] = .infinity
+        var maskedInTail = base
+        maskedInTail[0, 1, 295] = -.infinity  // 300 = 18 vectors of 16 + a tail of 12: the tail's own code
         var withNaN = base
         withNaN[1, 2, 150] = .nan
         let cases: [(StageError.Kind, String, Tensor<Float>)] = [
             (.nonFiniteResult, "entropy", masked),
+            (.nonFiniteResult, "entropy", maskedInTail),
             (.nonFiniteResult, "log_probs", allMasked),
             (.nonFiniteResult, "log_probs", positive),
             (.notANumber, "logits", withNaN),
@@ -136,6 +143,39 @@ struct FusedLogProbsWithEntropyTests {
             }
             #expect(p.kind == kind && p.argument == argument, "\(p)")
             #expect(p == f, "the same error, detail included")
+        }
+    }
+
+    @Test("a NaN among leading blocks of -inf: the plain stage's NaN error, from all three kernels")
+    func notANumberInMaskedBlock() throws {
+        // The first 1,100 entries -inf but one NaN, then finite logits: the pass
+        // finds no finite max in block 0 and must still see the NaN there.
+        var rng = SplitMix64(seed: 13)
+        var x = rng.uniform(count: 2 * 2_100, -4, 4).map(Float.init)
+        for v in 0..<1_100 { x[2_100 + v] = -.infinity }
+        x[2_100 + 600] = .nan
+        let logits = Tensor.make([2, 1, 2_100], x)
+        let labels = Tensor.make([2, 1], [5, 2_000] as [Int64])
+        let upstream = Tensor.make([2, 1], [1, 1] as [Float])
+        let plain = Result { () throws(StageError) in try logProbsWithEntropy(logits: logits, labels: labels, temperature: 1) }
+        let outcomes: [(String, Result<Void, StageError>)] = [
+            ("log-probs with entropy", Result { () throws(StageError) in
+                _ = try logProbsWithEntropyFused(logits: logits, labels: labels, temperature: 1) }),
+            ("gather forward", Result { () throws(StageError) in _ = try gatherLogProbsFused(logits: logits, labels: labels) }),
+            ("gather backward", Result { () throws(StageError) in
+                _ = try gatherLogProbsFusedGradLogits(logits: logits, labels: labels, gradOutput: upstream) }),
+        ]
+        guard case .failure(let expected) = plain else {
+            Issue.record("the plain stage did not throw")
+            return
+        }
+        #expect(expected.kind == .notANumber && expected.argument == "logits", "\(expected)")
+        for (kernel, outcome) in outcomes {
+            guard case .failure(let error) = outcome else {
+                Issue.record("\(kernel): no error for a NaN logit")
+                continue
+            }
+            #expect(error.kind == .notANumber && error.argument == "logits", "\(kernel): \(error)")
         }
     }
 
@@ -193,21 +233,24 @@ private func expectFusedEntropyMatchesPlain(_ b: Int, _ t: Int, _ v: Int, temper
 struct FusedGradOnePassTests {
     @Test("the max in a late block, and leading blocks of nothing but -inf")
     func risingMaximumAndMaskedBlocks() throws {
-        // Row 0 rises (the max moves in every 1024-float block of the online pass),
-        // row 1 falls, row 2 has its first 2100 entries at -inf (two whole blocks
-        // with no finite term).
+        // Row 0 rises steeply (the max moves by 13.7 in every 1024-float block of
+        // the online pass: each block is exponentiated again), row 1 falls, row 2
+        // has its first 2100 entries at -inf (two whole blocks with no finite term),
+        // row 3 rises gently (1.4 per block: the stored terms, up to e^1.4, are
+        // kept, against the max before the block).
         let v = 3_001
         let rising = (0..<v).map { Float(-20 + 40 * Double($0) / Double(v - 1)) }
         let masked = (0..<v).map { $0 < 2_100 ? -Float.infinity : Float($0 % 13) * 0.5 }
-        let logits = Tensor.make([3, 1, v], rising + rising.reversed() + masked)
-        let labels = Tensor.make([3, 1], [3_000, 3, 2_640] as [Int64])
-        let upstream = Tensor.make([3, 1], [1, -0.5, 2] as [Float])
+        let gentle = (0..<v).map { Float(-2 + 4 * Double($0) / Double(v - 1)) }
+        let logits = Tensor.make([4, 1, v], rising + rising.reversed() + masked + gentle)
+        let labels = Tensor.make([4, 1], [3_000, 3, 2_640, 1_500] as [Int64])
+        let upstream = Tensor.make([4, 1], [1, -0.5, 2, 1] as [Float])
         let fused = try gatherLogProbsFusedGradLogits(logits: logits, labels: labels, gradOutput: upstream)
         let plain = try gatherLogProbsGradLogits(logits: logits, labels: labels, gradOutput: upstream)
         expectClose(fused, plain.scalars.map(Double.init), abs: 1e-6, rel: 1e-6, "grad_logits")
         #expect(fused.scalars[(2 * v)..<(2 * v + 2_100)].allSatisfy { $0 == 0 }, "-inf logits get exactly zero gradient")
         // Each row sums to 0 up to rounding (the softmax sums to 1, the one-hot to g).
-        for row in 0..<3 {
+        for row in 0..<4 {
             let sum = fused.scalars[(row * v)..<((row + 1) * v)].reduce(0.0) { $0 + Double($1) }
             #expect(Swift.abs(sum) < 1e-5, "row \(row) sums to \(sum)")
         }
