@@ -39,22 +39,24 @@ func onlineBlockCount(_ count: Int) -> Int {
 /// ```
 /// M = the max of the first block, by a scan;  then per block of 1,024 floats:
 ///   t = (x - M)·(1/d)                              (= z - M; no division per logit)
-///   s = Σ_block e^t,  w = Σ_block e^t·t,  M_b = max of the block      (one loop)
+///   s = Σ_block e^t,  w = Σ_block e^t·t,  τ = max_block t               (one loop)
 ///   S += s,  W += w                                (terms of this block against M)
-///   if M_b > M:  ρ = (M_b - M)/d,   S ← S·e^-ρ,   W ← e^-ρ·(W - ρ·S),   M ← M_b
+///   if τ > 0:  M_b = the block's max, by a scan (from L1)
+///              ρ = (M_b - M)/d,   S ← S·e^-ρ,   W ← e^-ρ·(W - ρ·S),   M ← M_b
 /// ```
 ///
 /// Why rescale instead of a first pass for the max: a max pass reads the row from
 /// memory and the exp pass reads it again. Here each block is exponentiated
-/// against the max so far, and its own max is found in the same loop; when it is
-/// higher, the sums so far are multiplied by e^(M - M_b) once (the terms keep their
-/// relative sizes). For random logits the max rises a few times per row, mostly
+/// against the max so far, and the same loop finds whether any of its t is above
+/// 0; only then is its max looked up, and the sums so far are multiplied by
+/// e^(M - M_b) once (the terms keep their relative sizes). For random logits the max rises a few times per row, mostly
 /// in the first blocks. Terms above the old max are above 1: where a block rises
 /// by more than 4 (e^4 ≈ 55), it is exponentiated again, against its own max,
 /// from L1, so no term overflows and W's W - ρ·S never cancels more than a few
-/// bits. Finding the block's own max in the exp loop, rather than the next
-/// block's in a second load stream beside it, saves a load and a compare per
-/// vector. A row that starts with blocks of -inf (a masked vocabulary) gets its
+/// bits. Checking the block in the exp loop, rather than finding the next block's
+/// max in a second load stream beside it, saves a load per vector; taking the max
+/// of t, not of x, lets x die as soon as t is formed (x held two more of AVX2's
+/// sixteen registers, and the loop spilled its sums to memory). A row that starts with blocks of -inf (a masked vocabulary) gets its
 /// first finite block's max by a scan, as the first block.
 ///
 /// With `expInto`, e^t is stored for every element (exactly 0 for a -inf
@@ -96,11 +98,12 @@ func onlineRowPass(
         }
         var sums = exponentiateBlock(row, start, end, shift: maximum, inverse: inverse, entropy: entropy, expInto: store)
         var shift = maximum  // what this block's terms are against
-        if sums.maximum > maximum {
-            if (sums.maximum - maximum) * (inverse ?? 1) > largestRise {
+        if sums.largestShifted > 0 {
+            let blockMaximum = blockMax(row, start, end)
+            if (blockMaximum - maximum) * (inverse ?? 1) > largestRise {
                 // Rescale S and W first, then this block again against its own max.
-                rescale(&sumOfExp, &weighted, from: maximum, to: sums.maximum, inverse: inverse, entropy: entropy)
-                maximum = sums.maximum
+                rescale(&sumOfExp, &weighted, from: maximum, to: blockMaximum, inverse: inverse, entropy: entropy)
+                maximum = blockMaximum
                 shift = maximum
                 sums = exponentiateBlock(row, start, end, shift: maximum, inverse: inverse, entropy: entropy,
                                          expInto: store)
@@ -109,8 +112,8 @@ func onlineRowPass(
             } else {
                 sumOfExp += sums.sum
                 weighted += sums.weighted
-                rescale(&sumOfExp, &weighted, from: maximum, to: sums.maximum, inverse: inverse, entropy: entropy)
-                maximum = sums.maximum
+                rescale(&sumOfExp, &weighted, from: maximum, to: blockMaximum, inverse: inverse, entropy: entropy)
+                maximum = blockMaximum
             }
         } else {
             sumOfExp += sums.sum
@@ -157,14 +160,17 @@ private func blockMax(_ row: UnsafePointer<Float>, _ start: Int, _ end: Int) -> 
 }
 
 /// Over `row[start..<end]`, with t = (x - shift)·inverse (or x - shift): Σ e^t,
-/// Σ e^t·t (with `entropy`) and the max x (NaN passed over), in one loop; e^t
+/// Σ e^t·t (with `entropy`) and the largest t (NaN passed over), in one loop; e^t
 /// stored at `store + i` if asked.
 ///
 /// `@_transparent` (always inlined, as swift-numerics marks its hot functions):
 /// each caller then gets the loop for its own case (W or not, stored exponentials
 /// or not) with no test inside it. `@inline(__always)` was not honoured here, and
 /// the one shared copy, its tests per vector and the sums it kept in memory took a
-/// quarter of the entropy kernel's time.
+/// quarter of the entropy kernel's time. The largest t and W are kept in eight
+/// lanes, not sixteen (each vector's two halves folded in first), so that the
+/// loop's values fit AVX2's sixteen registers: with sixteen-lane sums it spilled
+/// them to memory every iteration. S keeps sixteen lanes (64 terms a lane).
 ///
 /// Stored exponentials are exactly 0 for t below -86.5 (a -inf logit gets a zero
 /// gradient); in a sum only, such a term is e^-86.5 (about 3e-38), which a sum
@@ -175,19 +181,23 @@ private func blockMax(_ row: UnsafePointer<Float>, _ start: Int, _ end: Int) -> 
 private func exponentiateBlock(
     _ row: UnsafePointer<Float>, _ start: Int, _ end: Int, shift: Float, inverse: Float?, entropy: Bool,
     expInto store: UnsafeMutablePointer<Float>?
-) -> (sum: Double, weighted: Double, maximum: Float) {
+) -> (sum: Double, weighted: Double, largestShifted: Float) {
     let width = FloatVector.scalarCount
-    var maxLanes = FloatVector(repeating: -.infinity)
-    var sumLanes = FloatVector(), weightedLanes = FloatVector()
+    var maxLanes = HalfVector(repeating: -.infinity)
+    var sumLanes = FloatVector()
+    var weightedLanes = HalfVector()
     var i = start
-    while i + width <= end {
-        let x = load(row + i)
-        maxLanes = maxLanes.replacing(with: x, where: maxLanes .< x)
-        let t = shiftedLogits(x, shift: shift, inverse: inverse)
+    while i &+ width <= end {
+        let t = shiftedLogits(load(row + i), shift: shift, inverse: inverse)
+        let (tLow, tHigh) = halves(t)
+        maxLanes = largerLanes(maxLanes, largerLanes(tLow, tHigh))
         let e = exponential(t, exactZeros: store != nil)
         if let store { storeVector(e, store + i) }
         sumLanes += e
-        if entropy { weightedLanes = multiplyAdd(e, t, weightedLanes) }
+        if entropy {
+            let (eLow, eHigh) = halves(e)
+            weightedLanes = multiplyAdd(eHigh, tHigh, multiplyAdd(eLow, tLow, weightedLanes))
+        }
         i &+= width
     }
     if i < end {
@@ -195,21 +205,50 @@ private func exponentiateBlock(
         // the padding (t set to 0), but 0·(-inf) = NaN from a -inf logit, as above.
         var tail = FloatVector(repeating: -.infinity)
         for lane in 0..<(end - i) { tail[lane] = row[i + lane] }
-        maxLanes = maxLanes.replacing(with: tail, where: maxLanes .< tail)
         let t = shiftedLogits(tail, shift: shift, inverse: inverse)
+        let (tLow, tHigh) = halves(t)
+        maxLanes = largerLanes(maxLanes, largerLanes(tLow, tHigh))
         let e = exponential(t, exactZeros: true)
         if let store { for lane in 0..<(end - i) { store[i + lane] = e[lane] } }
         sumLanes += e
         if entropy {
             var tOfLogits = t
             for lane in (end - i)..<width { tOfLogits[lane] = 0 }
-            weightedLanes = multiplyAdd(e, tOfLogits, weightedLanes)
+            let (eLow, eHigh) = halves(e), (tLogitsLow, tLogitsHigh) = halves(tOfLogits)
+            weightedLanes = multiplyAdd(eHigh, tLogitsHigh, multiplyAdd(eLow, tLogitsLow, weightedLanes))
         }
     }
-    let sum = (SIMD8<Double>(sumLanes.lowHalf) + SIMD8<Double>(sumLanes.highHalf)).sum()
-    let weighted = entropy
-        ? (SIMD8<Double>(weightedLanes.lowHalf) + SIMD8<Double>(weightedLanes.highHalf)).sum() : 0
-    return (sum, weighted, maxLanes.max())
+    let (sumLow, sumHigh) = halves(sumLanes)
+    let weighted = entropy ? sumInDouble(weightedLanes) : 0
+    var largest = maxLanes[0]
+    for lane in 1..<HalfVector.scalarCount where maxLanes[lane] > largest { largest = maxLanes[lane] }
+    return (sumInDouble(sumLow) + sumInDouble(sumHigh), weighted, largest)
+}
+
+/// The lanes of `v` added in Double, four at a time. (Written out: the generic
+/// `SIMD8<Double>(v).sum()` was a call per block in the kernels' loops.)
+@inline(__always)
+private func sumInDouble(_ v: HalfVector) -> Double {
+    let low = Double(v[0]) + Double(v[1]) + (Double(v[2]) + Double(v[3]))
+    let high = Double(v[4]) + Double(v[5]) + (Double(v[6]) + Double(v[7]))
+    return low + high
+}
+
+/// Half a ``FloatVector``: one AVX2 register.
+typealias HalfVector = SIMD8<Float>
+
+/// The two halves of `v`, lanes 0..<8 and 8..<16: the same bytes, read as two
+/// vectors. (`lowHalf` and `highHalf` are the readable form, but in one of the
+/// kernels' loops the compiler called them as functions, twice per vector.)
+@_transparent
+private func halves(_ v: FloatVector) -> (HalfVector, HalfVector) {
+    unsafeBitCast(v, to: (HalfVector, HalfVector).self)
+}
+
+/// The larger of `a` and `b` in each lane; a NaN in `b` is passed over.
+@inline(__always)
+private func largerLanes(_ a: HalfVector, _ b: HalfVector) -> HalfVector {
+    a.replacing(with: b, where: a .< b)
 }
 
 /// t = z - M = (x - shift)·inverse, or x - shift without a divisor.
@@ -221,7 +260,7 @@ private func shiftedLogits(_ x: FloatVector, shift: Float, inverse: Float?) -> F
 /// a·b + c, one fused multiply-add per lane where the build has FMA (-D RLHF_FMA:
 /// on the portable baseline `addingProduct` is a libm call per lane).
 @inline(__always)
-private func multiplyAdd(_ a: FloatVector, _ b: FloatVector, _ c: FloatVector) -> FloatVector {
+private func multiplyAdd(_ a: HalfVector, _ b: HalfVector, _ c: HalfVector) -> HalfVector {
 #if RLHF_FMA
     c.addingProduct(a, b)
 #else
