@@ -23,10 +23,12 @@
 // | (internal, SIMD)                  | below with `exactZeros`              | Double exp), and through the kernels above  |
 // | `storeVectorStreaming(_:_:)`      | a plain store (x86-64: `movntps`,    | through the backward's tests above          |
 // |                                   | which skips reading the line first)  |                                             |
+// | `prefetchForReading(_:)`          | nothing: a hint to start loading a   | through all three kernels' tests above      |
+// |                                   | cache line (LLVM's `llvm.prefetch`)  |                                             |
 //
 // What limits each (the README's "Performance" table has the numbers): the
 // forward and the log-probs with entropy are bound by the exp of every logit
-// (the memory reads overlap it); the backward by that plus writing its [B, T, V]
+// (the memory reads, prefetched two blocks ahead, overlap it); the backward by that plus writing its [B, T, V]
 // result once (non-temporal stores from `_Builtin_intrinsics.intel`, the
 // compiler's own intrinsics module: no C code). Each reads every logit once.
 //
