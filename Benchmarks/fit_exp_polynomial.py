@@ -1,6 +1,6 @@
 """The polynomial in the fused kernels' vectorised exp (Sources/FusedKernels/VectorExponential.swift).
 
-    e^r ≈ 1 + r + r²·P(r),   P of degree 4,   r in [-ln2/2, ln2/2]
+    e^r ≈ 1 + r + r²·P(r),   P of degree 3,   r in [-ln2/2, ln2/2]
 
 P is fitted for the relative error of the whole expression (minimax, by Lawson's
 iteratively reweighted least squares on Chebyshev points), then rounded to
@@ -12,7 +12,7 @@ them, and the worst relative error of the fit. Needs numpy only:
 import numpy as np
 
 HALF_LN2 = np.log(2) / 2
-DEGREE = 4
+DEGREE = 3
 
 
 def fit(degree):

@@ -36,7 +36,7 @@ import Darwin
 /// Each logit is read from memory once: ``onlineRowPass(_:_:divisor:entropy:expInto:blockShifts:)``
 /// finds each row's max and Σ exp(x - m) in one streaming pass with the
 /// running-max rescaling trick and a vectorised exp (``exponential(_:exactZeros:)``,
-/// within 1 ulp). Only the label's logit is gathered; the log-softmax is never
+/// within 2.3 ulp). Only the label's logit is gathered; the log-softmax is never
 /// formed. Rows are spread over all cores with `DispatchQueue.concurrentPerform`;
 /// memory beyond the [B, T] result is a few bytes per chunk of rows. A row with a
 /// NaN, a +inf or nothing but -inf is computed by the plain, scalar formula.

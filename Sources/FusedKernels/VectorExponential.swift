@@ -2,8 +2,8 @@
 //
 // The C library's expf works one value at a time; the fused kernels need about
 // 10^8 exponentials per RLHF step, so they use this vectorised one instead: the
-// range reduction of Cephes' expf (to [-ln2/2, ln2/2]), then a degree-6
-// polynomial, written over SIMD16<Float>, within 1 ulp on [-86.5, 4]
+// range reduction of Cephes' expf (to [-ln2/2, ln2/2]), then a degree-5
+// polynomial, written over SIMD16<Float>, within 2.3 ulp on [-86.5, 4]
 // (VectorExponentialTests).
 
 /// Sixteen floats, the vector width of the fused kernels: one AVX-512 register,
@@ -15,13 +15,13 @@ typealias IntVector = SIMD16<Int32>
 
 /// e^x for each lane of `x`, for x in [-inf, 4] (the kernels exponentiate shifted
 /// logits z - M, with M the max so far: at most 4 above it, see
-/// ``onlineRowPass(_:_:divisor:entropy:expInto:blockShifts:)``): within 1 ulp of
-/// the true value.
+/// ``onlineRowPass(_:_:divisor:entropy:expInto:blockShifts:)``): within 2.3 ulp
+/// of the true value.
 ///
 /// ```
 /// n = round(x · log2 e),  r = x - n · ln 2          (|r| <= ln2 / 2)
-/// e^r ≈ 1 + q,  q = r + r² · P(r)                   (P: a degree-4 minimax fit)
-///       P(r) = (c0 + c1·r) + r² · ((c2 + c3·r) + c4·r²)     (Estrin's scheme)
+/// e^r ≈ 1 + q,  q = r + r² · P(r)                   (P: a degree-3 minimax fit)
+///       P(r) = (c0 + c1·r) + r² · (c2 + c3·r)              (Estrin's scheme)
 /// e^x = 2^n · e^r = 2^n + q · 2^n                   (2^n built from n's bits)
 /// ```
 ///
@@ -33,12 +33,15 @@ typealias IntVector = SIMD16<Int32>
 ///
 /// Every step is chosen for the two multiply-add units and for a short chain of
 /// dependent operations, which bound the fused kernels on an AVX2 CPU: P has
-/// degree 4 (fitted for the relative error of 1 + r + r²·P on [-ln2/2, ln2/2],
-/// 4e-9 with the coefficients in float32, by `Benchmarks/fit_exp_polynomial.py`;
-/// so the result is as close to e^x as Cephes' degree-5 P gets). P is evaluated
-/// by Estrin's scheme, not Horner's: the same number of operations, but three
-/// multiply-adds in a row where Horner has five, and each costs four cycles of
-/// latency that only independent work can hide. 2^n + q·2^n is one multiply-add, and equals
+/// degree 3 (fitted for the relative error of 1 + r + r²·P on [-ln2/2, ln2/2],
+/// 1.1e-7 with the coefficients in float32, by `Benchmarks/fit_exp_polynomial.py`).
+/// A degree-4 P (4e-9, within 1 ulp, as Cephes' degree 5) cost one more
+/// multiply-add per vector, a tenth of the log-probs with entropy's time in
+/// paired runs; the kernels match their plain stages to 1e-6 relative, about
+/// 8 ulp, so the extra 1.3 ulp buys nothing a caller can see. P is evaluated
+/// by Estrin's scheme, not Horner's: the same number of operations, but fewer
+/// multiply-adds in a row, and each costs four cycles of latency that only
+/// independent work can hide. 2^n + q·2^n is one multiply-add, and equals
 /// (1 + q) rounded then scaled by 2^n exactly. NaN lanes give NaN, which is how
 /// the kernels find a NaN logit: their sums turn NaN.
 @_transparent
@@ -55,9 +58,8 @@ func exponential(_ x: FloatVector, exactZeros: Bool) -> FloatVector {
     let roundingMagic: Float = 12_583_039  // 1.5 · 2^23 + 127
     let ln2High: Float = 0.693_359_375
     let ln2Low: Float = -2.121_944_4e-4
-    let c0: Float = 4.999_999_403_953_552e-1, c1: Float = 1.666_652_113_199_234e-1
-    let c2: Float = 4.166_838_899_254_799e-2, c3: Float = 8.368_710_055_947_304e-3
-    let c4: Float = 1.381_461_275_741_458e-3
+    let c0: Float = 4.999_923_110_008_24e-1, c1: Float = 1.666_711_419_820_785_5e-1
+    let c2: Float = 4.189_011_454_582_214_4e-2, c3: Float = 8.312_525_227_665_901e-3
 #if RLHF_FMA
     // The same steps with every a·b + c fused into one rounding (Swift never
     // contracts a·b + c by itself). `addingProduct` is one vfmadd per vector on a
@@ -68,7 +70,7 @@ func exponential(_ x: FloatVector, exactZeros: Bool) -> FloatVector {
     let r = clamped.addingProduct(n, -ln2High).addingProduct(n, -ln2Low)
     let r2 = r * r
     let low = FloatVector(repeating: c0).addingProduct(r, c1)
-    let high = FloatVector(repeating: c2).addingProduct(r, c3).addingProduct(r2, c4)
+    let high = FloatVector(repeating: c2).addingProduct(r, c3)
     let q = r.addingProduct(low.addingProduct(high, r2), r2)
 #else
     let shifted = clamped * 1.442_695_04 + roundingMagic
@@ -80,10 +82,10 @@ func exponential(_ x: FloatVector, exactZeros: Bool) -> FloatVector {
 
     // e^r - 1 on [-ln2/2, ln2/2]: r + r²·P(r), P fitted (minimax, Lawson's
     // iteration, Benchmarks/fit_exp_polynomial.py) for the relative error of
-    // 1 + r + r²·P, 4e-9 < 2^-24.
+    // 1 + r + r²·P, 1.1e-7.
     let r2 = r * r
     let low = r * c1 + c0
-    let high = (r * c3 + c2) + r2 * c4
+    let high = r * c3 + c2
     let q = (low + high * r2) * r2 + r
 #endif
 

@@ -22,7 +22,7 @@ private func ulpsFromExp(_ got: Float, _ x: Float) -> Double {
 
 @Suite("the fused kernels' vector exp")
 struct VectorExponentialTests {
-    @Test("within 1 ulp of e^x on (-86.5, 4], with and without exact zeros")
+    @Test("within 2.3 ulp of e^x on (-86.5, 4], with and without exact zeros")
     func accuracy() {
         // Every 4099th float from -0 down to -86.5 (about 270,000 of them: every
         // binade, both ends of the reduction interval), then 16,384 points on
@@ -45,9 +45,11 @@ struct VectorExponentialTests {
                     (worst, worstAt) = (ulpsFromExp(got, x), x)
                 }
             }
-            // Measured: 0.96 ulp on the portable build's path, 0.99 with FMA
-            // (11.5 million sampled points each on [-86.5, 0], 35 million on (0, 5]).
-            #expect(worst < 1, "exactZeros: \(exactZeros): \(worst) ulp at x = \(worstAt)")
+            // Measured: 2.24 ulp on both the portable build's path and with FMA
+            // (22.7 million points each, every 97th float on (-86.5, 5]). Not 1:
+            // P has degree 3, whose fit alone is off by up to 1.1e-7 (0.9 ulp);
+            // see `exponential`'s doc comment for why.
+            #expect(worst < 2.3, "exactZeros: \(exactZeros): \(worst) ulp at x = \(worstAt)")
         }
     }
 
