@@ -47,24 +47,26 @@ func onlineBlockCount(_ count: Int) -> Int {
 /// M = the max of the first block, by a scan;  then per block of 1,024 floats:
 ///   t = (x - M)·(1/d)                              (= z - M; no division per logit)
 ///   s = Σ_block e^t,  w = Σ_block e^t·t,  τ = max_block t               (one loop)
-///   S += s,  W += w                                (terms of this block against M)
-///   if τ > 0:  M_b = the block's max, by a scan (from L1)
-///              ρ = (M_b - M)/d,   S ← S·e^-ρ,   W ← e^-ρ·(W - ρ·S),   M ← M_b
+///   if τ > 0:  M_b = the block's max, by a scan (from L1),  ρ = (M_b - M)/d
+///              S ← S·e^-ρ,   W ← e^-ρ·(W - ρ·S)    (and s, w the same; or, if ρ > 4,
+///              M ← M_b                             s, w again against M_b)
+///   S += s,  W += w
 /// ```
 ///
 /// Why rescale instead of a first pass for the max: a max pass reads the row from
 /// memory and the exp pass reads it again. Here each block is exponentiated
 /// against the max so far, and the same loop finds whether any of its t is above
-/// 0; only then is its max looked up, and the sums so far are multiplied by
-/// e^(M - M_b) once (the terms keep their relative sizes). For random logits the max rises a few times per row, mostly
-/// in the first blocks. Terms above the old max are above 1: where a block rises
-/// by more than 4 (e^4 ≈ 55), it is exponentiated again, against its own max,
-/// from L1, so no term overflows and W's W - ρ·S never cancels more than a few
-/// bits. Checking the block in the exp loop, rather than finding the next block's
-/// max in a second load stream beside it, saves a load per vector; taking the max
-/// of t, not of x, lets x die as soon as t is formed (x held two more of AVX2's
-/// sixteen registers, and the loop spilled its sums to memory). A row that starts with blocks of -inf (a masked vocabulary) gets its
-/// first finite block's max by a scan, as the first block.
+/// 0; only then is its max looked up, and the sums are multiplied by e^(M - M_b)
+/// once (the terms keep their relative sizes). For random logits the max rises a
+/// few times per row, mostly in the first blocks. Terms above the old max are
+/// above 1: where a block rises by more than 4 (e^4 ≈ 55), it is exponentiated
+/// again, against its own max, from L1, so no term overflows and W's W - ρ·S
+/// never cancels more than a few bits. Checking the block in the exp loop, rather
+/// than finding the next block's max in a second load stream beside it, saves a
+/// load per vector; taking the max of t, not of x, lets x die as soon as t is
+/// formed (x held two more of AVX2's sixteen registers, and the loop spilled its
+/// sums to memory). A row that starts with blocks of -inf (a masked vocabulary)
+/// gets its first finite block's max by a scan, as the first block.
 ///
 /// With `expInto`, e^t is stored for every element (exactly 0 for a -inf
 /// logit), and `blockShifts[b]` is the M that block b was exponentiated against:
@@ -106,26 +108,21 @@ func onlineRowPass(
         var sums = exponentiateBlock(row, start, end, shift: maximum, inverse: inverse, entropy: entropy, expInto: store)
         var shift = maximum  // what this block's terms are against
         if sums.largestShifted > 0 {
+            // The max rises in this block: bring the sums so far to its max, then this
+            // block's own sums, or, if it rose far, this block exponentiated again.
             let blockMaximum = blockMax(row, start, end)
+            rescale(&sumOfExp, &weighted, from: maximum, to: blockMaximum, inverse: inverse, entropy: entropy)
             if (blockMaximum - maximum) * (inverse ?? 1) > largestRise {
-                // Rescale S and W first, then this block again against its own max.
-                rescale(&sumOfExp, &weighted, from: maximum, to: blockMaximum, inverse: inverse, entropy: entropy)
-                maximum = blockMaximum
-                shift = maximum
-                sums = exponentiateBlock(row, start, end, shift: maximum, inverse: inverse, entropy: entropy,
+                shift = blockMaximum
+                sums = exponentiateBlock(row, start, end, shift: shift, inverse: inverse, entropy: entropy,
                                          expInto: store)
-                sumOfExp += sums.sum
-                weighted += sums.weighted
             } else {
-                sumOfExp += sums.sum
-                weighted += sums.weighted
-                rescale(&sumOfExp, &weighted, from: maximum, to: blockMaximum, inverse: inverse, entropy: entropy)
-                maximum = blockMaximum
+                rescale(&sums.sum, &sums.weighted, from: maximum, to: blockMaximum, inverse: inverse, entropy: entropy)
             }
-        } else {
-            sumOfExp += sums.sum
-            weighted += sums.weighted
+            maximum = blockMaximum
         }
+        sumOfExp += sums.sum
+        weighted += sums.weighted
         blockShifts?[block] = shift
         start = end
         block &+= 1
