@@ -5,7 +5,8 @@
 #   make exercise N=4  build and grade the workshop exercise of chapter 4
 #                      (Chapters/exercises/04-gae/Exercise.swift) on the chapter's fixtures
 #   make test     debug build, golden-verify over GoldenData, a package that uses the libraries
-#                 (Tests/LibraryConsumer), then every test
+#                 (Tests/LibraryConsumer), then every test; then the fused kernels' tests again
+#                 with the code paths make bench turns on by the CPU (-D RLHF_FMA -D RLHF_AVX512)
 #   make verify   golden-verify over GoldenData, release build
 #   make golden   regenerate the PyTorch fixtures (needs torch==2.13.0+cpu)
 #   make bench    release benchmarks of every stage, beside PyTorch CPU when installed
@@ -29,6 +30,14 @@ test:
 	$(SWIFT) build --package-path Tests/LibraryConsumer
 	Tests/LibraryConsumer/.build/debug/LibraryConsumer GoldenData
 	$(SWIFT) test --skip-build
+	@echo; echo "The fused kernels again, built as make bench builds them on an FMA and AVX-512 CPU:"
+	$(SWIFT) build --build-tests $(KERNEL_FLAGS)
+	$(SWIFT) test --skip-build $(KERNEL_FLAGS) --filter FusedKernelsTests
+
+# The fused kernels' other code paths (-D RLHF_FMA, -D RLHF_AVX512: see `bench`),
+# which `make bench` turns on by the CPU, compiled on any CPU (portable code, only
+# slower without them) into a build of their own, so `make test` checks them too.
+KERNEL_FLAGS = --scratch-path .build/kernel-flags -Xswiftc -DRLHF_FMA -Xswiftc -DRLHF_AVX512
 
 CHAPTERS := $(sort $(notdir $(wildcard Chapters/[0-9][0-9]-*)))
 
@@ -71,6 +80,10 @@ BENCH_CPU ?= native
 # With a CPU build on a CPU that has FMA, the vectorised exp fuses its
 # multiply-adds too (-D RLHF_FMA, Sources/FusedKernels/VectorExponential.swift).
 BENCH_FMA = $(if $(BENCH_CPU),$(shell grep -qw fma /proc/cpuinfo 2>/dev/null && echo -Xswiftc -DRLHF_FMA))
+# With AVX-512 (thirty-two 512-bit registers), the online row pass keeps its
+# largest t and W in sixteen lanes, not eight (-D RLHF_AVX512,
+# Sources/FusedKernels/OnlineRowPass.swift).
+BENCH_AVX512 = $(if $(BENCH_CPU),$(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null && echo -Xswiftc -DRLHF_AVX512))
 # Both processes run with glibc's heap kept warm between runs. By default glibc
 # hands the top of its heap back to the kernel once 128 KB or more is free there,
 # so a stage whose results are a few hundred KB gets fresh pages on every run and
@@ -82,7 +95,7 @@ BENCH_FMA = $(if $(BENCH_CPU),$(shell grep -qw fma /proc/cpuinfo 2>/dev/null && 
 # reuses heap a previous case freed.
 BENCH_ENV = GLIBC_TUNABLES=glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=33554432
 bench:
-	$(SWIFT) build -c release --product rlhf-bench $(if $(BENCH_CPU),-Xswiftc -target-cpu -Xswiftc $(BENCH_CPU)) $(BENCH_FMA)
+	$(SWIFT) build -c release --product rlhf-bench $(if $(BENCH_CPU),-Xswiftc -target-cpu -Xswiftc $(BENCH_CPU)) $(BENCH_FMA) $(BENCH_AVX512)
 	@set -eo pipefail; threads=$$(nproc 2>/dev/null || echo 1); export $(BENCH_ENV); \
 	.build/release/rlhf-bench | tee .build/bench-swift.txt; \
 	if $(PYTHON) -c 'import torch' 2>/dev/null; then \

@@ -37,5 +37,11 @@
 // a separate kernel is kept only where the algorithm really differs (here: one
 // streaming pass per vocabulary row, SIMD lanes, rows over the cores).
 //
+// Two compile-time switches pick faster forms of the same math on some CPUs:
+// -D RLHF_FMA (fused multiply-adds in the exp and W) and -D RLHF_AVX512 (the row
+// pass keeps its max and W in sixteen lanes, not eight). `make bench` passes each
+// where /proc/cpuinfo shows the feature; `make test` runs Tests/FusedKernelsTests
+// twice, as built by default and with both switches, so every path is tested.
+//
 // `make bench` (Sources/Bench) times these kernels against PyTorch and, before
-// timing, checks in that very build that the fused forward equals the plain one.
+// timing, checks in that very build that each fused kernel equals its plain stage.

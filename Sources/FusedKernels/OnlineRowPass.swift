@@ -171,10 +171,9 @@ private func blockMax(_ row: UnsafePointer<Float>, _ start: Int, _ end: Int) -> 
 /// each caller then gets the loop for its own case (W or not, stored exponentials
 /// or not) with no test inside it. `@inline(__always)` was not honoured here, and
 /// the one shared copy, its tests per vector and the sums it kept in memory took a
-/// quarter of the entropy kernel's time. The largest t and W are kept in eight
-/// lanes, not sixteen (each vector's two halves folded in first), so that the
-/// loop's values fit AVX2's sixteen registers: with sixteen-lane sums it spilled
-/// them to memory every iteration. S keeps sixteen lanes (64 terms a lane).
+/// quarter of the entropy kernel's time. The largest t and W are kept in
+/// ``AccumulatorVector`` lanes (eight, or sixteen with AVX-512); S keeps sixteen
+/// (64 terms a lane).
 ///
 /// Stored exponentials are exactly 0 for t below -86.5 (a -inf logit gets a zero
 /// gradient); in a sum only, such a term is e^-86.5 (about 3e-38), which a sum
@@ -187,22 +186,18 @@ private func exponentiateBlock(
     expInto store: UnsafeMutablePointer<Float>?
 ) -> (sum: Double, weighted: Double, largestShifted: Float) {
     let width = FloatVector.scalarCount
-    var maxLanes = HalfVector(repeating: -.infinity)
+    var maxLanes = AccumulatorVector(repeating: -.infinity)
     var sumLanes = FloatVector()
-    var weightedLanes = HalfVector()
+    var weightedLanes = AccumulatorVector()
     var i = start
     while i &+ width <= end {
         prefetchForReading(row + (i &+ onlinePrefetchDistance))  // one line, as many as this iteration reads
         let t = shiftedLogits(load(row + i), shift: shift, inverse: inverse)
-        let (tLow, tHigh) = halves(t)
-        maxLanes = largerLanes(maxLanes, largerLanes(tLow, tHigh))
+        maxLanes = largerLanes(maxLanes, folding: t)
         let e = exponential(t, exactZeros: store != nil)
         if let store { storeVector(e, store + i) }
         sumLanes += e
-        if entropy {
-            let (eLow, eHigh) = halves(e)
-            weightedLanes = multiplyAdd(eHigh, tHigh, multiplyAdd(eLow, tLow, weightedLanes))
-        }
+        if entropy { weightedLanes = multiplyAdd(e, t, folding: weightedLanes) }
         i &+= width
     }
     if i < end {
@@ -211,23 +206,20 @@ private func exponentiateBlock(
         var tail = FloatVector(repeating: -.infinity)
         for lane in 0..<(end - i) { tail[lane] = row[i + lane] }
         let t = shiftedLogits(tail, shift: shift, inverse: inverse)
-        let (tLow, tHigh) = halves(t)
-        maxLanes = largerLanes(maxLanes, largerLanes(tLow, tHigh))
+        maxLanes = largerLanes(maxLanes, folding: t)
         let e = exponential(t, exactZeros: true)
         if let store { for lane in 0..<(end - i) { store[i + lane] = e[lane] } }
         sumLanes += e
         if entropy {
             var tOfLogits = t
             for lane in (end - i)..<width { tOfLogits[lane] = 0 }
-            let (eLow, eHigh) = halves(e), (tLogitsLow, tLogitsHigh) = halves(tOfLogits)
-            weightedLanes = multiplyAdd(eHigh, tLogitsHigh, multiplyAdd(eLow, tLogitsLow, weightedLanes))
+            weightedLanes = multiplyAdd(e, tOfLogits, folding: weightedLanes)
         }
     }
-    let (sumLow, sumHigh) = halves(sumLanes)
     let weighted = entropy ? sumInDouble(weightedLanes) : 0
     var largest = maxLanes[0]
-    for lane in 1..<HalfVector.scalarCount where maxLanes[lane] > largest { largest = maxLanes[lane] }
-    return (sumInDouble(sumLow) + sumInDouble(sumHigh), weighted, largest)
+    for lane in 1..<AccumulatorVector.scalarCount where maxLanes[lane] > largest { largest = maxLanes[lane] }
+    return (sumInDouble(sumLanes), weighted, largest)
 }
 
 /// The lanes of `v` added in Double, four at a time. (Written out: the generic
@@ -239,8 +231,31 @@ private func sumInDouble(_ v: HalfVector) -> Double {
     return low + high
 }
 
+/// The lanes of `v` added in Double: each half as above, then the two.
+@inline(__always)
+private func sumInDouble(_ v: FloatVector) -> Double {
+    let (low, high) = halves(v)
+    return sumInDouble(low) + sumInDouble(high)
+}
+
 /// Half a ``FloatVector``: one AVX2 register.
 typealias HalfVector = SIMD8<Float>
+
+#if RLHF_AVX512
+/// The lanes the exp loop keeps its largest t and W in: sixteen, one register,
+/// where the build is for a CPU with AVX-512 (-D RLHF_AVX512, which `make bench`
+/// passes on such a CPU). It has thirty-two vector registers, and the halves of
+/// the eight-lane form below cost it a mask round trip per vector: the compiler
+/// split the whole exp into 256-bit halves, and the log-probs with entropy took
+/// 1.8-2.0x `read_logits` on an AVX-512 Zen 4 against 1.1-1.6x with sixteen lanes.
+typealias AccumulatorVector = FloatVector
+#else
+/// The lanes the exp loop keeps its largest t and W in: eight, each vector's two
+/// halves folded in first, so that the loop's values fit AVX2's sixteen
+/// registers (with sixteen-lane sums it spilled them to memory every iteration).
+/// With AVX-512, sixteen (-D RLHF_AVX512, above).
+typealias AccumulatorVector = HalfVector
+#endif
 
 /// The two halves of `v`, lanes 0..<8 and 8..<16: the same bytes, read as two
 /// vectors. (`lowHalf` and `highHalf` are the readable form, but in one of the
@@ -251,9 +266,40 @@ private func halves(_ v: FloatVector) -> (HalfVector, HalfVector) {
 }
 
 /// The larger of `a` and `b` in each lane; a NaN in `b` is passed over.
+/// (Two concrete overloads, not one generic function over `SIMD<Float>`: the
+/// generic `.<` and `replacing` became a loop over the lanes, 12x slower.)
 @inline(__always)
 private func largerLanes(_ a: HalfVector, _ b: HalfVector) -> HalfVector {
     a.replacing(with: b, where: a .< b)
+}
+
+/// The same for sixteen lanes.
+@inline(__always)
+private func largerLanes(_ a: FloatVector, _ b: FloatVector) -> FloatVector {
+    a.replacing(with: b, where: a .< b)
+}
+
+/// `maxLanes` with each lane of `t` taken in: lane by lane, or, with eight
+/// accumulator lanes, `t`'s two halves first.
+@_transparent
+private func largerLanes(_ maxLanes: AccumulatorVector, folding t: FloatVector) -> AccumulatorVector {
+#if RLHF_AVX512
+    largerLanes(maxLanes, t)
+#else
+    let (tLow, tHigh) = halves(t)
+    return largerLanes(maxLanes, largerLanes(tLow, tHigh))
+#endif
+}
+
+/// `sum + e·t`, e·t of sixteen lanes taken into ``AccumulatorVector`` lanes.
+@_transparent
+private func multiplyAdd(_ e: FloatVector, _ t: FloatVector, folding sum: AccumulatorVector) -> AccumulatorVector {
+#if RLHF_AVX512
+    multiplyAdd(e, t, sum)
+#else
+    let (eLow, eHigh) = halves(e), (tLow, tHigh) = halves(t)
+    return multiplyAdd(eHigh, tHigh, multiplyAdd(eLow, tLow, sum))
+#endif
 }
 
 /// t = z - M = (x - shift)·inverse, or x - shift without a divisor.
@@ -264,8 +310,19 @@ private func shiftedLogits(_ x: FloatVector, shift: Float, inverse: Float?) -> F
 
 /// a·b + c, one fused multiply-add per lane where the build has FMA (-D RLHF_FMA:
 /// on the portable baseline `addingProduct` is a libm call per lane).
+/// (Two concrete overloads, as `largerLanes`.)
 @inline(__always)
 private func multiplyAdd(_ a: HalfVector, _ b: HalfVector, _ c: HalfVector) -> HalfVector {
+#if RLHF_FMA
+    c.addingProduct(a, b)
+#else
+    a * b + c
+#endif
+}
+
+/// The same for sixteen lanes.
+@inline(__always)
+private func multiplyAdd(_ a: FloatVector, _ b: FloatVector, _ c: FloatVector) -> FloatVector {
 #if RLHF_FMA
     c.addingProduct(a, b)
 #else
