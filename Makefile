@@ -6,7 +6,8 @@
 #                      (Chapters/exercises/04-gae/Exercise.swift) on the chapter's fixtures
 #   make test     debug build, golden-verify over GoldenData, a package that uses the libraries
 #                 (Tests/LibraryConsumer), then every test; then the fused kernels' tests again
-#                 with the code paths make bench turns on by the CPU (-D RLHF_FMA -D RLHF_AVX512)
+#                 with the code paths make bench turns on by the CPU (-D RLHF_FMA, and
+#                 -D RLHF_AVX512 on a CPU with AVX-512)
 #   make verify   golden-verify over GoldenData, release build
 #   make golden   regenerate the PyTorch fixtures (needs torch==2.13.0+cpu)
 #   make bench    release benchmarks of every stage, beside PyTorch CPU when installed
@@ -30,14 +31,17 @@ test:
 	$(SWIFT) build --package-path Tests/LibraryConsumer
 	Tests/LibraryConsumer/.build/debug/LibraryConsumer GoldenData
 	$(SWIFT) test --skip-build
-	@echo; echo "The fused kernels again, built as make bench builds them on an FMA and AVX-512 CPU:"
+	@echo; echo "The fused kernels' tests again, with the code paths make bench turns on by the CPU:"
 	$(SWIFT) build --build-tests $(KERNEL_FLAGS)
 	$(SWIFT) test --skip-build $(KERNEL_FLAGS) --filter FusedKernelsTests
 
 # The fused kernels' other code paths (-D RLHF_FMA, -D RLHF_AVX512: see `bench`),
-# which `make bench` turns on by the CPU, compiled on any CPU (portable code, only
-# slower without them) into a build of their own, so `make test` checks them too.
-KERNEL_FLAGS = --scratch-path .build/kernel-flags -Xswiftc -DRLHF_FMA -Xswiftc -DRLHF_AVX512
+# which `make bench` turns on by the CPU, in a build of their own, so `make test`
+# checks them too. -D RLHF_FMA is portable code (only slower without FMA);
+# -D RLHF_AVX512 needs AVX-512 instructions, so it is built and tested only on a
+# CPU that has them, where `make bench` uses it.
+KERNEL_FLAGS = --scratch-path .build/kernel-flags -Xswiftc -DRLHF_FMA \
+	$(if $(HAS_AVX512),-Xswiftc -DRLHF_AVX512 -Xswiftc -target-cpu -Xswiftc native)
 
 CHAPTERS := $(sort $(notdir $(wildcard Chapters/[0-9][0-9]-*)))
 
@@ -80,10 +84,12 @@ BENCH_CPU ?= native
 # With a CPU build on a CPU that has FMA, the vectorised exp fuses its
 # multiply-adds too (-D RLHF_FMA, Sources/FusedKernels/VectorExponential.swift).
 BENCH_FMA = $(if $(BENCH_CPU),$(shell grep -qw fma /proc/cpuinfo 2>/dev/null && echo -Xswiftc -DRLHF_FMA))
-# With AVX-512 (thirty-two 512-bit registers), the online row pass keeps its
-# largest t and W in sixteen lanes, not eight (-D RLHF_AVX512,
-# Sources/FusedKernels/OnlineRowPass.swift).
-BENCH_AVX512 = $(if $(BENCH_CPU),$(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null && echo -Xswiftc -DRLHF_AVX512))
+# With AVX-512 (-D RLHF_AVX512; only for BENCH_CPU=native on a CPU that has it,
+# as the build needs AVX-512 instructions): the online row pass keeps its
+# largest t and W in sixteen lanes, not eight, and the exp takes 2^(j/16) from a
+# register (Sources/FusedKernels/OnlineRowPass.swift, VectorExponential.swift).
+HAS_AVX512 := $(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null && echo yes)
+BENCH_AVX512 = $(if $(and $(filter native,$(BENCH_CPU)),$(HAS_AVX512)),-Xswiftc -DRLHF_AVX512)
 # Both processes run with glibc's heap kept warm between runs. By default glibc
 # hands the top of its heap back to the kernel once 128 KB or more is free there,
 # so a stage whose results are a few hundred KB gets fresh pages on every run and
