@@ -42,9 +42,10 @@ import Darwin
 /// NaN, a +inf or nothing but -inf is computed by the plain, scalar formula.
 ///
 /// What limits it: the exp of every logit, about forty vector operations per 16
-/// floats on AVX2, against one load per 16 floats for a plain read
-/// (`read_logits`); the logits are prefetched two blocks ahead
-/// (``prefetchForReading(_:)``), so the memory reads overlap that arithmetic.
+/// floats on AVX2 (27 instructions with AVX-512, -D RLHF_AVX512), against one
+/// load per 16 floats for a plain read (`read_logits`); the logits are prefetched
+/// two blocks ahead (``prefetchForReading(_:)``), so the memory reads overlap
+/// that arithmetic.
 ///
 /// - Throws: the same ``StageError``s as `gatherLogProbs`, in the same order:
 ///   shapes that do not agree, a label outside `[0, V)`, NaN in `logits` (found
