@@ -266,16 +266,10 @@ private func halves(_ v: FloatVector) -> (HalfVector, HalfVector) {
 }
 
 /// The larger of `a` and `b` in each lane; a NaN in `b` is passed over.
-/// (Two concrete overloads, not one generic function over `SIMD<Float>`: the
+/// (On the concrete ``AccumulatorVector``, not generic over `SIMD<Float>`: the
 /// generic `.<` and `replacing` became a loop over the lanes, 12x slower.)
 @inline(__always)
-private func largerLanes(_ a: HalfVector, _ b: HalfVector) -> HalfVector {
-    a.replacing(with: b, where: a .< b)
-}
-
-/// The same for sixteen lanes.
-@inline(__always)
-private func largerLanes(_ a: FloatVector, _ b: FloatVector) -> FloatVector {
+private func largerLanes(_ a: AccumulatorVector, _ b: AccumulatorVector) -> AccumulatorVector {
     a.replacing(with: b, where: a .< b)
 }
 
@@ -310,19 +304,8 @@ private func shiftedLogits(_ x: FloatVector, shift: Float, inverse: Float?) -> F
 
 /// a·b + c, one fused multiply-add per lane where the build has FMA (-D RLHF_FMA:
 /// on the portable baseline `addingProduct` is a libm call per lane).
-/// (Two concrete overloads, as `largerLanes`.)
 @inline(__always)
-private func multiplyAdd(_ a: HalfVector, _ b: HalfVector, _ c: HalfVector) -> HalfVector {
-#if RLHF_FMA
-    c.addingProduct(a, b)
-#else
-    a * b + c
-#endif
-}
-
-/// The same for sixteen lanes.
-@inline(__always)
-private func multiplyAdd(_ a: FloatVector, _ b: FloatVector, _ c: FloatVector) -> FloatVector {
+private func multiplyAdd(_ a: AccumulatorVector, _ b: AccumulatorVector, _ c: AccumulatorVector) -> AccumulatorVector {
 #if RLHF_FMA
     c.addingProduct(a, b)
 #else
