@@ -41,8 +41,8 @@ for name, degree, half_width in [("ln2/2", DEGREE, HALF_LN2), ("ln2/32", 1, HALF
     print(f"r in [-{name}, {name}]: P, lowest degree first (float32):", ", ".join(repr(c) for c in coefficients))
     print("  worst relative error of 1 + r + r²·P(r): %.2e" % np.max(np.abs(approx / np.exp(grid) - 1)))
 
-powers = np.array([2 ** (j / 16) for j in range(16)], dtype=np.float32)
+exact = 2.0 ** (np.arange(16) / 16)
+powers = exact.astype(np.float32)
 table = [(int(bits) - (j << 19)) & 0xFFFFFFFF for j, bits in enumerate(powers.view(np.uint32))]
 print("table, bits(2^(j/16)) - j·2^19:", ", ".join("0x%04X_%04X" % (t >> 16, t & 0xFFFF) for t in table))
-print("  worst relative error of 2^(j/16) in float32: %.2e"
-      % np.max(np.abs(powers / np.array([2 ** (j / 16) for j in range(16)]) - 1)))
+print("  worst relative error of 2^(j/16) in float32: %.2e" % np.max(np.abs(powers / exact - 1)))

@@ -19,8 +19,10 @@
 // |                                   | (GatherLogProbs: TRL's PPO step's    | V = 1, a known answer, logits of ±1e4 and   |
 // |                                   | new log-probs and per-token entropy) | ±3e38, the plain stage's errors for -inf,   |
 // |                                   |                                      | +inf, NaN                                   |
-// | `exponential(_:exactZeros:)`      | e^x on [-86.5, 4] within 2.3 ulp; 0  | VectorExponentialTests (sampled against     |
-// | (internal, SIMD)                  | below with `exactZeros`              | Double exp), and through the kernels above  |
+// | `exponential(_:exactZeros:)`      | e^x on [-86.5, 4] within 2.3 ulp     | VectorExponentialTests (sampled against     |
+// | (internal, SIMD)                  | (1 ulp with -D RLHF_AVX512, by       | Double exp), and through the kernels above  |
+// |                                   | `exponentialBySixteenths`); 0 below  |                                             |
+// |                                   | with `exactZeros`                    |                                             |
 // | `storeVectorStreaming(_:_:)`      | a plain store (x86-64: `movntps`,    | through the backward's tests above          |
 // |                                   | which skips reading the line first)  |                                             |
 // | `prefetchForReading(_:)`          | nothing: a hint to start loading a   | through all three kernels' tests above      |
@@ -39,9 +41,11 @@
 //
 // Two compile-time switches pick faster forms of the same math on some CPUs:
 // -D RLHF_FMA (fused multiply-adds in the exp and W) and -D RLHF_AVX512 (the row
-// pass keeps its max and W in sixteen lanes, not eight). `make bench` passes each
-// where /proc/cpuinfo shows the feature; `make test` runs Tests/FusedKernelsTests
-// twice, as built by default and with both switches, so every path is tested.
+// pass keeps its max and W in sixteen lanes, not eight, and the exp is
+// `exponentialBySixteenths`, which needs AVX-512 instructions). `make bench`
+// passes each where /proc/cpuinfo shows the feature (RLHF_AVX512 only with
+// BENCH_CPU=native); `make test` runs Tests/FusedKernelsTests twice, as built by
+// default and with -D RLHF_FMA, plus -D RLHF_AVX512 on a CPU that has AVX-512.
 //
 // `make bench` (Sources/Bench) times these kernels against PyTorch and, before
 // timing, checks in that very build that each fused kernel equals its plain stage.
