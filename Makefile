@@ -110,7 +110,8 @@ bench:
 		echo; echo "PyTorch is not installed: no torch column"; : > .build/bench-torch.txt; \
 	fi; \
 	echo; awk -f Benchmarks/join_rows.awk .build/bench-torch.txt .build/bench-swift.txt; \
-	echo; echo "Each fused kernel against read_logits, in back-to-back pairs on the same logits (median of 9):"; \
+	echo; echo "Each fused kernel, and clear_pages (the page faults and clearing a fresh [B, T, V] result costs before"; \
+	echo "it is written), against read_logits, in back-to-back pairs on the same logits (median of 9):"; \
 	grep -h ' (paired)$$' .build/bench-swift.txt || echo "(none: rlhf-bench printed no paired ratio)"
 
 clean:

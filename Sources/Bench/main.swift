@@ -237,8 +237,10 @@ func sumAll(_ x: [Float]) -> Float {
 
 /// A fresh array of `count` copies of `value`, written with SIMD over all cores,
 /// its pages backed by 2 MB pages where the kernel allows (as the fused backward
-/// does for its result).
-func fillFresh(count: Int, with value: Float) -> [Float] {
+/// does for its result). With `touchOnly`, one float per 4 KB page is written
+/// (`value`) and the rest is left as the kernel cleared it (zero): what is timed
+/// is then the page faults and the clearing alone.
+func fillFresh(count: Int, with value: Float, touchOnly: Bool = false) -> [Float] {
     [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
         let base = buffer.baseAddress!
         let hugePage = 2 << 20
@@ -250,6 +252,14 @@ func fillFresh(count: Int, with value: Float) -> [Float] {
         DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
             var i = count * chunk / chunks / 16 * 16
             let end = chunk == chunks - 1 ? count : count * (chunk + 1) / chunks / 16 * 16
+            if touchOnly {
+                // Every float of a fresh mmap is already 0: one write per page
+                // (1,024 floats) is what makes the kernel fault it in and clear it.
+                if i < end { output[i] = value }
+                i = (i / 1024 + 1) * 1024
+                while i < end { output[i] = value; i += 1024 }
+                return
+            }
             while i + 16 <= end {
                 UnsafeMutableRawPointer(output + i).storeBytes(of: SIMD16<Float>(repeating: value), as: SIMD16<Float>.self)
                 i += 16
@@ -282,6 +292,12 @@ for (b, t, v) in [(4, 512, 50272), (8, 256, 32000), (1, 2048, 151936)] {
     // and writing every element once (2 MB pages, as the backward asks for).
     try bench("write_logits", [b, t, v], elements: elements, bytes: logitsBytes, inputBytes: logitsBytes) {
         return { sink += fillFresh(count: elements, with: 0.5)[elements - 1] }
+    }
+    // What the kernel alone spends on a fresh [B, T, V] array before anyone writes
+    // it: a page fault per page and clearing it. A kernel that returns a fresh
+    // result pays it on top of reading the logits and writing the result once.
+    try bench("clear_pages", [b, t, v], elements: elements, bytes: logitsBytes, inputBytes: logitsBytes) {
+        return { sink += fillFresh(count: elements, with: 0.5, touchOnly: true)[elements - 1] }
     }
     try bench("gather_log_probs", [b, t, v], elements: elements, bytes: logitsBytes, inputBytes: logitsBytes) {
         let (logits, labels) = randomLogits(b, t, v)
@@ -317,6 +333,7 @@ for (b, t, v) in [(4, 512, 50272), (8, 256, 32000), (1, 2048, 151936)] {
         var result = Tensor<Float>(shape: [0], repeating: 0)
         let read = { sink += sumAll(logits.scalars) }
         let kernels: [(String, () throws -> Void)] = [
+            ("clear_pages", { sink += fillFresh(count: logits.count, with: 0.5, touchOnly: true)[logits.count - 1] }),
             ("gather_log_probs", { sink += try gatherLogProbsFused(logits: logits, labels: labels).scalars[0] }),
             ("gather_log_probs_grad", {
                 sink += try gatherLogProbsFusedGradLogits(logits: logits, labels: labels, gradOutput: upstream).scalars[0]
