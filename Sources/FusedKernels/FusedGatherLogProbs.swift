@@ -122,9 +122,13 @@ public func gatherLogProbsFused(logits: Tensor<Float>, labels: Tensor<Int64>) th
 /// (``adviseHugePages(_:)``): 4 KB pages would cost a page fault every 1,024
 /// floats written. Rows are spread over all cores.
 ///
-/// What limits it: the exp of every logit (as the forward) plus writing a fresh
-/// [B, T, V] result, which the kernel must also clear on first touch: reading once
-/// and writing once is about 2x `read_logits`.
+/// What limits it: the exp of every logit (as the forward) plus writing the
+/// [B, T, V] result: reading once and writing once is about 2x `read_logits`. A
+/// fresh result's pages are also faulted in and cleared by the operating system
+/// on first touch, before the kernel writes them (`rlhf-bench`'s `clear_pages`:
+/// about another 2x `read_logits` on the machines measured); the
+/// ``gatherLogProbsFusedGradLogits(logits:labels:gradOutput:into:)`` form reuses
+/// a previous result's pages and skips that.
 ///
 /// - Throws: the same ``StageError``s as `gatherLogProbsGradLogits`, in the same
 ///   order: every `gatherLogProbsFused` error first, then a `gradOutput` whose

@@ -32,7 +32,9 @@
 // forward and the log-probs with entropy are bound by the exp of every logit
 // (the memory reads, prefetched two blocks ahead, overlap it); the backward by that plus writing its [B, T, V]
 // result once (non-temporal stores from `_Builtin_intrinsics.intel`, the
-// compiler's own intrinsics module: no C code). Each reads every logit once.
+// compiler's own intrinsics module: no C code), and a fresh result also by the
+// operating system's clearing of its pages on first touch (`rlhf-bench`'s
+// `clear_pages`), which the `into:` form avoids. Each reads every logit once.
 //
 // Why no fused GAE or fused losses: with `@inlinable` stages, the plain loops are
 // specialised for Float in the caller and run at memory speed (see `make bench`);
