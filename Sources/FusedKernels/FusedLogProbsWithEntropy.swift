@@ -30,7 +30,7 @@ import GatherLogProbs
 /// plain form m + log S - Σ p·z subtracts two numbers near m, and carries that
 /// rounding; both are the same number to that rounding.
 ///
-/// Each logit is read from memory once: ``onlineRowPass(_:_:divisor:entropy:expInto:blockShifts:)``
+/// Each logit is read from memory once: ``onlineRowPass(_:_:divisor:entropy:expInto:blockShifts:writingBehind:)``
 /// exponentiates each 4 KB block against the max so far, finds the block's own max
 /// in the same loop, and rescales the sums when it is higher. Inside the sums, z - m is
 /// formed as (x - m_x) · (1/d), with m_x the max logit, not as the plain

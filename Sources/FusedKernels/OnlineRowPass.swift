@@ -4,7 +4,7 @@
 // fused kernels.
 
 /// Floats per block of the online pass: 64 vectors, 4 KB, so a block that must be
-/// exponentiated again (see ``onlineRowPass(_:_:divisor:entropy:expInto:blockShifts:)``)
+/// exponentiated again (see ``onlineRowPass(_:_:divisor:entropy:expInto:blockShifts:writingBehind:)``)
 /// is still in L1 (a block's fixed costs, its horizontal max and the Double adds,
 /// were a tenth of the work with blocks of 1 KB).
 let onlineBlockLength = 64 * FloatVector.scalarCount
@@ -16,7 +16,7 @@ let onlineBlockLength = 64 * FloatVector.scalarCount
 /// 1.8-2.2x), two blocks the most often.
 let onlinePrefetchDistance = 2 * onlineBlockLength
 
-/// A row's max and sums from ``onlineRowPass(_:_:divisor:entropy:expInto:blockShifts:)``.
+/// A row's max and sums from ``onlineRowPass(_:_:divisor:entropy:expInto:blockShifts:writingBehind:)``.
 struct OnlineRowSums {
     /// m = max_v z_v (z = x / divisor, or x).
     var maximum: Float
@@ -74,10 +74,16 @@ func onlineBlockCount(_ count: Int) -> Int {
 /// sums in Float lanes (64 terms a lane), then adds to S and W in Double, as the
 /// plain Double sum. Meaningful only where ``OnlineRowSums/isValid`` is true; the
 /// caller takes the plain path otherwise (so no separate scan for NaN).
+///
+/// With `writingBehind` (the backward), the previous row's gradient is written
+/// as this row is read: one vector of it for each vector of this row that is
+/// exponentiated (``GradientWriteBehind``); a block exponentiated again does not
+/// write it again.
 @_transparent
 func onlineRowPass(
     _ row: UnsafePointer<Float>, _ count: Int, divisor: Float?, entropy: Bool,
-    expInto store: UnsafeMutablePointer<Float>?, blockShifts: UnsafeMutablePointer<Float>?
+    expInto store: UnsafeMutablePointer<Float>?, blockShifts: UnsafeMutablePointer<Float>?,
+    writingBehind behind: GradientWriteBehind? = nil
 ) -> OnlineRowSums {
     // The max so far is kept in x (the logits' own units): z - M = (x - M) / d is
     // then formed as (x - M)·(1/d), exactly 0 at the max. A division per logit
@@ -99,13 +105,15 @@ func onlineRowPass(
                 // Nothing but -inf (or NaN) here: every term is 0 (a NaN is kept in S).
                 if let store { for j in start..<end { store[j] = 0 } }
                 for j in start..<end where row[j].isNaN { sumOfExp = .nan }
+                if let behind { writeGradientBlock(behind, block, start, end) }
                 blockShifts?[block] = maximum
                 start = end
                 block &+= 1
                 continue
             }
         }
-        var sums = exponentiateBlock(row, start, end, shift: maximum, inverse: inverse, entropy: entropy, expInto: store)
+        var sums = exponentiateBlock(row, start, end, shift: maximum, inverse: inverse, entropy: entropy, expInto: store,
+                                     writingBehind: behind, block: block)
         var shift = maximum  // what this block's terms are against
         if sums.largestShifted > 0 {
             // The max rises in this block: bring the sums so far to its max, then this
@@ -115,7 +123,7 @@ func onlineRowPass(
             if (blockMaximum - maximum) * (inverse ?? 1) > largestRise {
                 shift = blockMaximum
                 sums = exponentiateBlock(row, start, end, shift: shift, inverse: inverse, entropy: entropy,
-                                         expInto: store)
+                                         expInto: store, writingBehind: nil, block: block)  // written above
             } else {
                 rescale(&sums.sum, &sums.weighted, from: maximum, to: blockMaximum, inverse: inverse, entropy: entropy)
             }
@@ -183,12 +191,13 @@ private func blockMax(_ row: UnsafePointer<Float>, _ start: Int, _ end: Int) -> 
 @_transparent
 private func exponentiateBlock(
     _ row: UnsafePointer<Float>, _ start: Int, _ end: Int, shift: Float, inverse: Float?, entropy: Bool,
-    expInto store: UnsafeMutablePointer<Float>?
+    expInto store: UnsafeMutablePointer<Float>?, writingBehind behind: GradientWriteBehind?, block: Int
 ) -> (sum: Double, weighted: Double, largestShifted: Float) {
     let width = FloatVector.scalarCount
     var maxLanes = AccumulatorVector(repeating: -.infinity)
     var sumLanes = FloatVector()
     var weightedLanes = AccumulatorVector()
+    let behindFactor = FloatVector(repeating: behind?.factors[block] ?? 0)
     var i = start
     while i &+ width <= end {
         prefetchForReading(row + (i &+ onlinePrefetchDistance))  // one line, as many as this iteration reads
@@ -198,8 +207,10 @@ private func exponentiateBlock(
         if let store { storeVector(e, store + i) }
         sumLanes += e
         if entropy { weightedLanes = multiplyAdd(e, t, folding: weightedLanes) }
+        if let behind { writeGradientVector(behind, behindFactor, i) }
         i &+= width
     }
+    if let behind, i < end { writeGradientBlock(behind, block, i, end) }
     if i < end {
         // The tail, padded with -inf: e^t is exactly 0 there, and W gets 0·0 from
         // the padding (t set to 0), but 0·(-inf) = NaN from a -inf logit, as above.
@@ -311,4 +322,55 @@ private func multiplyAdd(_ a: AccumulatorVector, _ b: AccumulatorVector, _ c: Ac
 #else
     a * b + c
 #endif
+}
+
+// MARK: - The previous row's gradient, written behind
+
+/// A row of the backward whose max and sums are known, so its gradient can be
+/// written: `grad[v] = exps[v]·factors[v / 1,024]`, and `labelTerm` at `label`.
+///
+/// The backward writes it while it exponentiates the next row, one vector for
+/// each vector of that row (``onlineRowPass(_:_:divisor:entropy:expInto:blockShifts:writingBehind:)``):
+/// a core then reads the next row's logits and writes this row's gradient in the
+/// same loop, so memory is read and written at once, where a pass of its own per
+/// row left the writes waiting for the exp pass, and the reads for the writes.
+struct GradientWriteBehind {
+    /// e^(x - M_b) for the row, as the online pass stored it.
+    let exps: UnsafePointer<Float>
+    /// Per block b: -g·e^(M_b - m)/S, so exps·factor is -g·softmax.
+    let factors: UnsafePointer<Float>
+    /// Where the row's gradient goes.
+    let grad: UnsafeMutablePointer<Float>
+    let label: Int
+    /// g - g·softmax(x)_y, the label's element.
+    let labelTerm: Float
+}
+
+/// The gradient's vector at `i` (16 floats), written with a non-temporal store.
+/// The label's element is put into its vector before the store: a non-temporal
+/// store is not ordered with a later plain store to the same line.
+@_transparent
+func writeGradientVector(_ behind: GradientWriteBehind, _ factor: FloatVector, _ i: Int) {
+    var gradient = load(behind.exps + i) * factor
+    if UInt(bitPattern: behind.label &- i) < UInt(FloatVector.scalarCount) {
+        gradient[behind.label &- i] = behind.labelTerm
+    }
+    storeVectorStreaming(gradient, behind.grad + i)
+}
+
+/// The gradient's elements `start..<end` of block `block`: whole vectors, then
+/// one float at a time.
+@inline(__always)
+func writeGradientBlock(_ behind: GradientWriteBehind, _ block: Int, _ start: Int, _ end: Int) {
+    let factor = behind.factors[block]
+    let factorLanes = FloatVector(repeating: factor)
+    var i = start
+    while i &+ FloatVector.scalarCount <= end {
+        writeGradientVector(behind, factorLanes, i)
+        i &+= FloatVector.scalarCount
+    }
+    while i < end {
+        behind.grad[i] = i == behind.label ? behind.labelTerm : behind.exps[i] * factor
+        i &+= 1
+    }
 }

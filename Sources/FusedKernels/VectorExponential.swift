@@ -21,7 +21,7 @@ typealias IntVector = SIMD16<Int32>
 
 /// e^x for each lane of `x`, for x in [-inf, 4] (the kernels exponentiate shifted
 /// logits z - M, with M the max so far: at most 4 above it, see
-/// ``onlineRowPass(_:_:divisor:entropy:expInto:blockShifts:)``): within 2.3 ulp
+/// ``onlineRowPass(_:_:divisor:entropy:expInto:blockShifts:writingBehind:)``): within 2.3 ulp
 /// of the true value.
 ///
 /// ```

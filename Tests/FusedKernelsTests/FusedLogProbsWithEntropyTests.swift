@@ -256,6 +256,35 @@ struct FusedGradOnePassTests {
         }
     }
 
+    @Test("each row's gradient is written during the next row's pass: the hard rows in every order")
+    func writtenBehindInEveryOrder() throws {
+        // The rows of the test above, in all 24 orders, one thread: each kind of row
+        // (one exponentiated again per block, one with leading -inf blocks, ...) is
+        // the one whose pass writes each other kind's gradient, and each is last
+        // once (written by a pass of its own).
+        let v = 3_001
+        let rows: [[Float]] = [
+            (0..<v).map { Float(-20 + 40 * Double($0) / Double(v - 1)) },
+            (0..<v).map { Float(20 - 40 * Double($0) / Double(v - 1)) },
+            (0..<v).map { $0 < 2_100 ? -Float.infinity : Float($0 % 13) * 0.5 },
+            (0..<v).map { Float(-2 + 4 * Double($0) / Double(v - 1)) },
+        ]
+        let rowLabels: [Int64] = [3_000, 3, 2_640, 1_500]
+        let rowUpstream: [Float] = [1, -0.5, 2, 1]
+        #expect(fusedRowChunkCount(rows: 4, vocabularySize: v) == 1)
+        func orders(_ items: [Int]) -> [[Int]] {
+            items.isEmpty ? [[]] : items.flatMap { first in orders(items.filter { $0 != first }).map { [first] + $0 } }
+        }
+        for order in orders([0, 1, 2, 3]) {
+            let logits = Tensor.make([4, 1, v], order.flatMap { rows[$0] })
+            let labels = Tensor.make([4, 1], order.map { rowLabels[$0] })
+            let upstream = Tensor.make([4, 1], order.map { rowUpstream[$0] })
+            let fused = try gatherLogProbsFusedGradLogits(logits: logits, labels: labels, gradOutput: upstream)
+            let plain = try gatherLogProbsGradLogits(logits: logits, labels: labels, gradOutput: upstream)
+            expectClose(fused, plain.scalars.map(Double.init), abs: 1e-6, rel: 1e-6, "grad_logits, rows in order \(order)")
+        }
+    }
+
     @Test("into: the same gradient written into a reused buffer, a fresh one, or one of another shape")
     func intoReusedBuffer() throws {
         var rng = SplitMix64(seed: 21)
