@@ -346,20 +346,15 @@ struct GradientWriteBehind {
     let labelTerm: Float
 }
 
-/// The gradient's vector at `i` (16 floats), written with a non-temporal store.
-/// The label's element is put into its vector before the store: a non-temporal
-/// store is not ordered with a later plain store to the same line.
+/// The gradient's vector at `i` (16 floats), written with a non-temporal store;
+/// the label's element is written apart, after the row (``writeLabelGradient(_:)``).
 @_transparent
 func writeGradientVector(_ behind: GradientWriteBehind, _ factor: FloatVector, _ i: Int) {
-    var gradient = load(behind.exps + i) * factor
-    if UInt(bitPattern: behind.label &- i) < UInt(FloatVector.scalarCount) {
-        gradient[behind.label &- i] = behind.labelTerm
-    }
-    storeVectorStreaming(gradient, behind.grad + i)
+    storeVectorStreaming(load(behind.exps + i) * factor, behind.grad + i)
 }
 
 /// The gradient's elements `start..<end` of block `block`: whole vectors, then
-/// one float at a time.
+/// one float at a time (the label's element too, written again after the row).
 @inline(__always)
 func writeGradientBlock(_ behind: GradientWriteBehind, _ block: Int, _ start: Int, _ end: Int) {
     let factor = behind.factors[block]
@@ -370,7 +365,17 @@ func writeGradientBlock(_ behind: GradientWriteBehind, _ block: Int, _ start: In
         i &+= FloatVector.scalarCount
     }
     while i < end {
-        behind.grad[i] = i == behind.label ? behind.labelTerm : behind.exps[i] * factor
+        behind.grad[i] = behind.exps[i] * factor
         i &+= 1
     }
+}
+
+/// The label's element of a row whose other elements are written, once they
+/// are: after a fence, as a non-temporal store is not ordered with a later plain
+/// store to the same line. (Put into its vector inside the loop instead, it cost
+/// a compare per vector, and on AVX2 a trip through memory per vector.)
+@inline(__always)
+func writeLabelGradient(_ behind: GradientWriteBehind) {
+    finishStreamingStores()
+    behind.grad[behind.label] = behind.labelTerm
 }
